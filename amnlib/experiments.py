@@ -1,0 +1,77 @@
+"""Registry of the book's experiments, run by ``amnlib reproduce NAME``.
+
+Each chapter registers one experiment: a function ``run(fast: bool) -> Report`` living in the
+chapter's module. The registry stores import paths, so ``amnlib reproduce --list`` imports nothing
+heavy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Report:
+    """What an experiment measured.
+
+    ``metrics``: our numbers (JSON-serialisable values, nested dicts allowed); ``paper``: the
+    published numbers for the same keys where they exist; ``notes``: one-line remarks.
+    """
+
+    name: str
+    metrics: dict[str, Any]
+    paper: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON record: our metrics at the top level, the paper's under ``paper``."""
+        return {**self.metrics, "paper": self.paper, "notes": self.notes}
+
+    def table(self) -> str:
+        """A plain-text table ``metric | ours | paper``."""
+        rows = [("metric", "ours", "paper")]
+        for key, value in _flatten(self.metrics).items():
+            rows.append((key, _fmt(value), _fmt(_flatten(self.paper).get(key, ""))))
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+        lines.insert(1, "-+-".join("-" * w for w in widths))
+        return "\n".join([f"# {self.name}", *lines, *(f"note: {n}" for n in self.notes)])
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+#: name -> ("module:function", one-line description). Chapters add their line here.
+EXPERIMENTS: dict[str, tuple[str, str]] = {
+    "network": (
+        "amnlib.network_experiment:run",
+        "split E. coli core / iJO1366 into unidirectional networks, check pFBA mass balance",
+    ),
+}
+
+
+def run_experiment(name: str, fast: bool = False) -> Report:
+    """Run a registered experiment (``ValueError`` naming the known ones if unknown)."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(sorted(EXPERIMENTS))}")
+    target, _ = EXPERIMENTS[name]
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)(fast=fast)
