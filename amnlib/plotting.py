@@ -1,0 +1,92 @@
+"""Figures shared by the notebooks: one seaborn style, labelled axes with units."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+#: Colours of the methods, used consistently across chapters.
+PALETTE = {
+    "COBRApy": "#333333",
+    "pFBA": "#333333",
+    "RNN-W": "#1b9e77",
+    "EB": "#d95f02",
+    "UB": "#7570b3",
+    "QP": "#d95f02",
+    "LP": "#7570b3",
+    "fast": "#e7298a",
+    "AMN": "#66a61e",
+    "ANN": "#a6761d",
+    "FBA": "#666666",
+    "PINN": "#1f78b4",
+    "MLP": "#a6761d",
+    "CRNN": "#e6ab02",
+}
+
+GROWTH_LABEL = "growth rate (h$^{-1}$)"
+FLUX_LABEL = "flux (mmol gDW$^{-1}$ h$^{-1}$)"
+
+
+def set_style() -> None:
+    """The book's plotting style (call once at the top of a notebook)."""
+    sns.set_theme(context="notebook", style="whitegrid", palette="deep")
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "axes.titleweight": "bold"})
+
+
+def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Coefficient of determination R^2 = 1 - SS_res / SS_tot (flattened inputs)."""
+    y_true = np.asarray(y_true, dtype=float).ravel()
+    y_pred = np.asarray(y_pred, dtype=float).ravel()
+    ss_tot = float(((y_true - y_true.mean()) ** 2).sum())
+    ss_res = float(((y_true - y_pred) ** 2).sum())
+    return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
+
+
+def parity(
+    ax: plt.Axes,
+    truth: np.ndarray,
+    predicted: np.ndarray,
+    *,
+    label: str | None = None,
+    color: str | None = None,
+    xlabel: str = "reference " + GROWTH_LABEL,
+    ylabel: str = "predicted " + GROWTH_LABEL,
+    show_r2: bool = True,
+) -> plt.Axes:
+    """Predicted against reference values with the identity line and R^2 in the legend."""
+    truth = np.asarray(truth, dtype=float).ravel()
+    predicted = np.asarray(predicted, dtype=float).ravel()
+    text = label or ""
+    if show_r2:
+        text = f"{text} (R$^2$ = {r2_score(truth, predicted):.3f})".strip()
+    ax.scatter(truth, predicted, s=14, alpha=0.7, color=color, label=text or None)
+    lo = float(min(truth.min(), predicted.min()))
+    hi = float(max(truth.max(), predicted.max()))
+    ax.plot([lo, hi], [lo, hi], color="0.5", lw=1, ls="--", zorder=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if text:
+        ax.legend(frameon=False)
+    return ax
+
+
+def curves(
+    ax: plt.Axes,
+    history: dict[str, Sequence[float]],
+    *,
+    xlabel: str = "epoch",
+    ylabel: str = "loss",
+    logy: bool = True,
+) -> plt.Axes:
+    """Training curves: one line per named series."""
+    for name, values in history.items():
+        ax.plot(np.arange(1, len(values) + 1), values, label=name, color=PALETTE.get(name))
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(frameon=False)
+    return ax
