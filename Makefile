@@ -9,7 +9,7 @@ AMNLIB_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export AMNLIB_DATA_DIR
 export MPLBACKEND := Agg
 
-.PHONY: install book test lint clean
+.PHONY: install browser book test lint clean
 
 install: $(STAMP)
 
@@ -19,17 +19,24 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[book,test]"
 	touch $(STAMP)
 
-# The main job: execute every notebook and build the website into _build/html.
-book: $(STAMP)
+# Headless Chromium for the rendering checks (Debian package; installed when running as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium could not be installed: browser checks are skipped"
+
+# The main job: execute every notebook and build the website into _build/html, then check it.
+book: $(STAMP) browser
 	$(BIN)/jupyter-book build -W --keep-going --path-output . .
+	$(BIN)/python tools/check_site.py _build/html
 
 # The whole test suite: unit tests, then every notebook executed (nbmake) in fast mode.
-test: $(STAMP)
-	$(BIN)/ruff check amnlib tests benchmarks
+test: $(STAMP) browser
+	$(BIN)/ruff check amnlib tests benchmarks tools
 	AMNLIB_FAST=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbmake --nbmake-timeout=600 tests notebooks
 
 lint: $(STAMP)
-	$(BIN)/ruff check amnlib tests benchmarks
+	$(BIN)/ruff check amnlib tests benchmarks tools
 	$(BIN)/ruff format --check amnlib tests benchmarks
 
 clean:
