@@ -33,3 +33,18 @@ def test_reproduce_network_json(tmp_path, capsys):
 def test_unknown_experiment(capsys):
     assert main(["reproduce", "nope"]) == 2
     assert "known" in capsys.readouterr().err
+
+
+def test_generate_command(tmp_path, capsys):
+    from amnlib.simulate import TrainingSet
+
+    out = tmp_path / "sets" / "tb.npz"
+    args = ["generate", "--model", "textbook", "--spec", "e_coli_core", "--size", "12",
+            "--seed", "1", "--out", str(out), "--n-jobs", "1", "--no-cache", "--quiet"]
+    assert main(args) == 0
+    assert "12 samples" in capsys.readouterr().out
+    ts = TrainingSet.load(out)
+    assert ts.X.shape == (12, 20) and ts.Y.shape == (12, 154)
+    assert json.loads(out.with_suffix(".json").read_text())["seed"] == 1
+    assert main(["generate", "--model", "textbook", "--spec", "nope", "--out",
+                 str(out), "--quiet"]) == 2
