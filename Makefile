@@ -33,7 +33,7 @@ book: $(STAMP) browser
 # The whole test suite: unit tests, then every notebook executed (nbmake) in fast mode.
 test: $(STAMP) browser
 	$(BIN)/ruff check amnlib tests benchmarks tools
-	AMNLIB_FAST=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbmake --nbmake-timeout=300 --durations=20 tests notebooks
+	AMNLIB_FAST=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbmake --nbmake-timeout=300 --durations=20 tests $(wildcard notebooks/*.ipynb)
 
 lint: $(STAMP)
 	$(BIN)/ruff check amnlib tests benchmarks tools
