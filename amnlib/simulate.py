@@ -288,43 +288,77 @@ def _check_size(size: int) -> int:
 class _Solver:
     """One COBRApy model reused for many media: FBA then pFBA on the same optlang problem.
 
-    Only the uptake bounds of the exchanges and the objective coefficients change between
-    samples; the simplex warm-starts from the previous solution.
+    pFBA minimises ``t``, an auxiliary variable constrained to the sum of all forward and
+    reverse variables, with the biomass flux fixed at its optimum; switching between the two
+    objectives then changes three coefficients. Only the uptake bounds of the exchanges change
+    between samples and the simplex warm-starts from the previous solution. With GLPK the
+    simplex is called directly (optlang's full ``optimize`` is the fallback) and each block of
+    samples starts from the same stored basis (the optimum of the model's own medium).
     """
 
     def __init__(self, model: cobra.Model, biomass: str, timeout: float | None = None):
         self.model = model
+        self._timeout = timeout
+        self._pristine = None
         rxns = list(model.reactions)
         self.biomass = model.reactions.get_by_id(biomass)
-        model.objective = self.biomass  # a fresh linear objective we then edit in place
-        self.obj = model.solver.objective
+        solver = model.solver
+        model.objective = self.biomass
+        self.obj = solver.objective
         fwd = [r.forward_variable for r in rxns]
         rev = [r.reverse_variable for r in rxns]
-        self.fba_coefs = {v: 0.0 for v in fwd + rev}
-        self.fba_coefs[self.biomass.forward_variable] = 1.0
-        self.fba_coefs[self.biomass.reverse_variable] = -1.0
-        self.pfba_coefs = {v: 1.0 for v in fwd + rev}
-        pos = {v.name: k for k, v in enumerate(model.solver.variables)}
+        total = solver.interface.Variable("amnlib_pfba_total", lb=0)
+        link = solver.interface.Constraint(0, lb=0, ub=0, name="amnlib_pfba_total_link")
+        solver.add([total, link])
+        solver.update()
+        link.set_linear_coefficients({**{v: 1.0 for v in fwd + rev}, total: -1.0})
+        self.total = total
+        bf, br = self.biomass.forward_variable, self.biomass.reverse_variable
+        self.fba_coefs = {bf: 1.0, br: -1.0, total: 0.0}
+        self.pfba_coefs = {bf: 0.0, br: 0.0, total: 1.0}
+        pos = {v.name: k for k, v in enumerate(solver.variables)}
         self.i_fwd = np.array([pos[v.name] for v in fwd])
         self.i_rev = np.array([pos[v.name] for v in rev])
         self.exchanges = list(model.exchanges)
-        self.ex_index = {r.id: k for k, r in enumerate(self.exchanges)}
         self.current = np.full(len(self.exchanges), np.nan)
         if timeout is not None:
-            model.solver.configuration.timeout = float(timeout)
-        self._glpk = "glpk" in model.solver.interface.__name__
-        self._pristine = None if self._glpk else pickle.dumps(model)
-        self._biomass_timeout = timeout
+            solver.configuration.timeout = float(timeout)
+        self._glpk = "glpk" in solver.interface.__name__
+        self._basis: tuple[list[int], list[int]] | None = None
+        if not self._glpk:
+            self._pristine = pickle.dumps(model)
+
+    # ----------------------------------------------------------------- basis
+    def _store_basis(self) -> None:
+        import swiglpk as glp
+
+        prob = self.model.solver.problem
+        glp.glp_std_basis(prob)
+        self.solve("pfba", fast=False)  # the model's own medium, from the standard basis
+        rows = [glp.glp_get_row_stat(prob, i) for i in range(1, glp.glp_get_num_rows(prob) + 1)]
+        cols = [glp.glp_get_col_stat(prob, j) for j in range(1, glp.glp_get_num_cols(prob) + 1)]
+        self._basis = (rows, cols)
 
     def reset(self) -> None:
-        """Back to a standard starting basis (deterministic block starts)."""
-        if self._glpk:
-            import swiglpk
+        """Back to the stored starting basis (deterministic block starts)."""
+        if not self._glpk:  # other solvers: rebuild the problem from the pristine model
+            self.__init__(pickle.loads(self._pristine), self.biomass.id, self._timeout)
+            return
+        import swiglpk as glp
 
-            swiglpk.glp_std_basis(self.model.solver.problem)
-        else:  # other solvers: rebuild the problem
-            self.__init__(pickle.loads(self._pristine), self.biomass.id, self._biomass_timeout)
+        if self._basis is None:
+            self._store_basis()
+        prob = self.model.solver.problem
+        rows, cols = self._basis
+        for i, st in enumerate(rows, 1):
+            glp.glp_set_row_stat(prob, i, st)
+        for j, st in enumerate(cols, 1):
+            glp.glp_set_col_stat(prob, j, st)
+        # a fresh factorization: GLPK would otherwise reuse the updated one of the last solve,
+        # whose rounding depends on the samples solved before (i.e. on the worker's history)
+        glp.glp_factorize(prob)
 
+    # ----------------------------------------------------------------- solving
     def set_medium(self, bounds: np.ndarray) -> None:
         """Uptake bounds (n_exchanges,) in the order of ``model.exchanges`` (COBRApy's
         ``model.medium`` semantics: the uptake direction's bound)."""
@@ -348,15 +382,24 @@ class _Solver:
         )
         return vals[self.i_fwd] - vals[self.i_rev]
 
-    def solve(self, method: str) -> tuple[str, float, np.ndarray | None]:
-        """Solve the current medium: (status, growth h^-1, net fluxes (n_reactions,) or None)."""
+    def _optimize(self, fast: bool) -> tuple[str, float]:
         solver = self.model.solver
+        if self._glpk and fast:
+            import swiglpk as glp
+
+            status = solver._run_glp_simplex()
+            if status == "optimal":
+                return status, float(glp.glp_get_obj_val(solver.problem))
+        status = solver.optimize()
+        return str(status), float(self.obj.value) if status == "optimal" else 0.0
+
+    def solve(self, method: str, fast: bool = True) -> tuple[str, float, np.ndarray | None]:
+        """Solve the current medium: (status, growth h^-1, net fluxes (n_reactions,) or None)."""
         self.obj.set_linear_coefficients(self.fba_coefs)
         self.obj.direction = "max"
-        status = solver.optimize()
+        status, growth = self._optimize(fast)
         if status != "optimal":
-            return str(status), 0.0, None
-        growth = float(self.obj.value)
+            return status, 0.0, None
         if growth < GROWTH_THRESHOLD or method == "fba":
             return "optimal", growth, self._net()
         var = self.biomass.forward_variable
@@ -366,7 +409,7 @@ class _Solver:
             self.obj.direction = "min"
             for relax in (0.0, 1e-9, 1e-7):
                 var.lb = growth * (1.0 - relax)
-                status = solver.optimize()
+                status, _ = self._optimize(fast)
                 if status == "optimal":
                     break
             if status != "optimal":
