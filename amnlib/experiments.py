@@ -65,6 +65,10 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
         "amnlib.network_experiment:run",
         "split E. coli core / iJO1366 into unidirectional networks, check pFBA mass balance",
     ),
+    "toy-rnnw": (
+        "amnlib.rnnw:run",
+        "Fig. 1: learn the toy network's RNN-W weights from pFBA fluxes, V^30 vs COBRApy",
+    ),
 }
 
 
