@@ -321,6 +321,12 @@ class _Solver:
         self.i_rev = np.array([pos[v.name] for v in rev])
         self.exchanges = list(model.exchanges)
         self.current = np.full(len(self.exchanges), np.nan)
+        # uptake = reverse variable of "A <=>", forward variable of "<=> A"
+        self._uptake_var = [
+            r.reverse_variable if r.reactants else r.forward_variable for r in self.exchanges
+        ]
+        self._uptake_lb = [float(v.lb or 0.0) for v in self._uptake_var]
+        self._uptake_col = [pos[v.name] + 1 for v in self._uptake_var]  # GLPK is 1-based
         if timeout is not None:
             solver.configuration.timeout = float(timeout)
         self._glpk = "glpk" in solver.interface.__name__
@@ -361,15 +367,25 @@ class _Solver:
     # ----------------------------------------------------------------- solving
     def set_medium(self, bounds: np.ndarray) -> None:
         """Uptake bounds (n_exchanges,) in the order of ``model.exchanges`` (COBRApy's
-        ``model.medium`` semantics: the uptake direction's bound)."""
+        ``model.medium`` semantics: the bound of the uptake direction). Sets the bounds of the
+        uptake variables directly (the worker's private model is not kept in sync at the
+        COBRApy level)."""
         changed = np.flatnonzero(~(bounds == self.current))
-        for k in changed:
-            r = self.exchanges[k]
-            b = float(bounds[k])
-            if r.reactants:
-                r.lower_bound = -b
-            else:
-                r.upper_bound = b
+        if len(changed) == 0:
+            return
+        if self._glpk:
+            import swiglpk as glp
+
+            prob = self.model.solver.problem
+            for k in changed:
+                b = float(bounds[k])
+                lb = self._uptake_lb[k]
+                kind = glp.GLP_FX if b == lb else glp.GLP_DB
+                glp.glp_set_col_bnds(prob, self._uptake_col[k], kind, lb, max(b, lb))
+        else:
+            for k in changed:
+                var = self._uptake_var[k]
+                var.ub = max(float(bounds[k]), self._uptake_lb[k])
         self.current = bounds.copy()
 
     def _net(self) -> np.ndarray:
