@@ -16,7 +16,8 @@ def _pip_lines() -> list[str]:
 
 def test_environment_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = project["dependencies"] + project["optional-dependencies"]["book"]
+    extras = project["optional-dependencies"]
+    wanted = project["dependencies"] + extras["book"] + extras["ml"]
     assert sorted(_pip_lines()) == sorted(wanted)
 
 
