@@ -147,6 +147,29 @@ def toy_pfba(v1: float = PAPER_V1, biomass: tuple[float, float] = (0.1, 0.2)) ->
     return res.v
 
 
+def fig1c_tables(net: MetabolicNetwork, v: np.ndarray, W: np.ndarray) -> dict[str, pd.DataFrame]:
+    """The matrices of Fig. 1C as labelled tables (columns v1..v5, rows m1..m3; the outflow
+    ``TPI_o``, whose upper bound is 0, is left out).
+
+    Parameters: ``v`` (n,) split fluxes, ``W`` (m, n) weights. Returns {"S", "V2M", "M2V",
+    "W", "M"} where ``M`` = V2M v (production fluxes, mmol/gDW/h).
+    """
+    cols = net.indices(TOY_FLUXES.values())
+    labels = [f"{k} ({rid})" for k, rid in TOY_FLUXES.items()]
+    rows = list(net.metabolite_ids)
+
+    def frame(A: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(A[:, cols], index=rows, columns=labels)
+
+    return {
+        "S": frame(net.S),
+        "V2M": frame(net.V2M),
+        "M2V": frame(net.M2V.T).T,
+        "W": frame(np.asarray(W, dtype=float)),
+        "M": pd.DataFrame({"M (production)": net.V2M @ np.asarray(v, dtype=float)}, index=rows),
+    }
+
+
 def named_weights(net: MetabolicNetwork, W: np.ndarray) -> dict[str, float]:
     """The named weights w21, w31, w32, w42, w53 read from a (m, n) weight matrix."""
     W = np.asarray(W, dtype=float)
