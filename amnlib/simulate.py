@@ -327,9 +327,11 @@ class _Solver:
         ]
         self._uptake_lb = [float(v.lb or 0.0) for v in self._uptake_var]
         self._uptake_col = [pos[v.name] + 1 for v in self._uptake_var]  # GLPK is 1-based
-        if timeout is not None:
-            solver.configuration.timeout = float(timeout)
         self._glpk = "glpk" in solver.interface.__name__
+        if timeout is not None:  # optlang's GLPK interface takes whole seconds
+            solver.configuration.timeout = (
+                max(1, math.ceil(timeout)) if self._glpk else float(timeout)
+            )
         self._basis: tuple[list[int], list[int]] | None = None
         if not self._glpk:
             self._pristine = pickle.dumps(model)
@@ -666,9 +668,17 @@ def _json_default(obj: Any) -> Any:
 
 
 # =============================================================================== helpers
+_NETWORKS: dict[str, MetabolicNetwork] = {}
+
+
 def _as_network(network: MetabolicNetwork | str | Path | cobra.Model) -> MetabolicNetwork:
+    """A network from a network, a model name (built once per process), a path or a model."""
     if isinstance(network, MetabolicNetwork):
         return network
+    if isinstance(network, str) and not Path(network).suffix:
+        if network not in _NETWORKS:
+            _NETWORKS[network] = MetabolicNetwork.load(network)
+        return _NETWORKS[network]
     return MetabolicNetwork.load(network)
 
 
@@ -786,7 +796,8 @@ def generate(
     progress : show a tqdm progress bar.
     ratio : override the spec's ``ratio_drawing``.
     max_tries : draws per sample before it is reported as a failure.
-    timeout : solver time limit per LP (seconds); a sample that hits it is a failure.
+    timeout : solver time limit per LP (seconds; GLPK rounds up to whole seconds); a sample
+        that hits it is a failure (``reason`` "time_limit").
 
     Returns a :class:`TrainingSet`. Failed samples are listed in ``failures`` (and a
     ``RuntimeWarning`` says how many); they are never dropped silently.
@@ -895,7 +906,7 @@ def generate(
         "samples_per_medium": samples_per_medium if experimental else None,
         "max_tries": int(max_tries),
         "block_size": BLOCK_SIZE,
-        "backend": backend if workers > 1 else "serial",
+        "backend": backend if backend == "dask" or workers > 1 else "serial",
         "n_jobs": workers,
         "seconds": wall,
         "solver_seconds": float(sum(r["seconds"] for r in results)),
@@ -951,19 +962,25 @@ def _execute(
     bar = tqdm(total=size, disable=not progress, desc=f"{job.method} samples", unit="sample")
     results: list[dict[str, Any]] = []
     try:
-        if workers <= 1 or len(blocks) <= 1 and backend == "loky":
+        if backend == "dask":
+            results = _execute_dask(job, blocks, workers, bar, client)
+        elif workers <= 1 or len(blocks) <= 1:
             for s, e in blocks:
                 results.append(_run_block(job, s, e))
                 bar.update(e - s)
-        elif backend == "loky":
+        else:
             from joblib import Parallel, delayed
 
             par = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")
-            for r in par(delayed(_run_block)(job, s, e) for s, e in blocks):
-                results.append(r)
-                bar.update(len(r["ok"]))
-        else:
-            results = _execute_dask(job, blocks, workers, bar, client)
+            try:
+                for r in par(delayed(_run_block)(job, s, e) for s, e in blocks):
+                    results.append(r)
+                    bar.update(len(r["ok"]))
+            except Exception as err:  # noqa: BLE001 - e.g. a worker process died
+                done = {r["start"] for r in results}
+                for s, e in blocks:
+                    if s not in done:
+                        results.append(_failed_block(job, s, e, f"loky worker: {err!r}"))
     finally:
         bar.close()
     return results

@@ -193,3 +193,25 @@ def test_experimental_media_ijo1366(ijo1366):
     check = ts.check(ijo1366)
     assert check["max_abs_Sy"] < 1e-6 and check["max_bound_violation"] < 1e-6
     assert 0.05 < ts.growth.min() and ts.growth.max() < 2.0
+
+
+def test_essential_exchanges_ijo1366(ijo1366):
+    ess = essential_exchanges(ijo1366)
+    # with every other uptake open, only these ions cannot be replaced; all are among the
+    # 28 fixed uptakes of the paper's iML1515 specification
+    assert ess == ["EX_ca2_e", "EX_cl_e", "EX_cobalt2_e", "EX_k_e", "EX_mg2_e", "EX_mn2_e",
+                   "EX_mobd_e", "EX_ni2_e", "EX_zn2_e"]
+    spec = load_medium_spec("iML1515")
+    fixed = {i[:-2] for i in spec.index[spec["level"] == 1]}
+    assert set(ess) <= fixed
+
+
+def test_solver_time_limit_is_reported(textbook, monkeypatch):
+    from amnlib import simulate
+
+    monkeypatch.setattr(simulate._Solver, "solve",
+                        lambda self, method, fast=True: ("time_limit", 0.0, None))
+    with pytest.warns(RuntimeWarning, match="2 of 2 samples failed"):
+        ts = generate(textbook, size=2, n_jobs=1, cache_dir=False, progress=False, timeout=2)
+    assert [(f["index"], f["tries"], f["reason"]) for f in ts.failures] == [
+        (0, 1, "time_limit"), (1, 1, "time_limit")]
