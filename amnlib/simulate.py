@@ -65,6 +65,9 @@ from amnlib.network import (
 BLOCK_SIZE = 32
 #: Draws tried for one sample before it is reported as a failure.
 MAX_TRIES = 100
+#: With ``n_jobs=None``, work estimated below this (seconds, from the first block) runs in
+#: this process: starting worker processes would take longer.
+AUTO_SERIAL_SECONDS = 8.0
 #: Bump when the generated data would change for the same arguments (invalidates caches).
 FORMAT_VERSION = 1
 METHODS = ("pfba", "fba")
@@ -486,6 +489,7 @@ def _run_block(job: _Job, start: int, stop: int) -> dict[str, Any]:
         solver = _solver_for(job)
         solver.reset()
         net = np.zeros((n, len(solver.i_fwd)))
+        out["setup_seconds"] = time.perf_counter() - t0
     except Exception as err:  # noqa: BLE001 - reported per sample below
         for i in range(start, stop):
             out["failures"].append({"index": i, "tries": 0, "reason": f"worker setup: {err!r}"})
@@ -785,7 +789,9 @@ def generate(
     size : number of samples (rows of X/Y when none fails).
     seed : the data set's seed; sample ``i`` uses ``SeedSequence(seed, spawn_key=(i,))``.
     method : ``"pfba"`` (default, the paper's) or ``"fba"``.
-    n_jobs : worker processes (``None``: all cores; 1: serial in this process).
+    n_jobs : worker processes (``None``: all cores, but a job whose first block says it will
+        finish within ``AUTO_SERIAL_SECONDS`` stays in this process; 1: serial in this
+        process). The data do not depend on it.
     cache_dir : folder of cached sets (``None``: ``<amnlib cache>/training_sets``; ``False``:
         no cache). The same model checksum, spec, seed, size, method and mode load from there.
     backend : ``"loky"`` (joblib processes) or ``"dask"`` (a ``dask.distributed`` client:
@@ -869,7 +875,9 @@ def generate(
     blocks = [(s, min(s + BLOCK_SIZE, size)) for s in range(0, size, BLOCK_SIZE)]
     workers = _n_workers(n_jobs)
     t0 = time.perf_counter()
-    results = _execute(job, blocks, workers, backend, progress, size, client)
+    results, how = _execute(
+        job, blocks, workers, backend, progress, size, client, auto=n_jobs is None
+    )
     wall = time.perf_counter() - t0
 
     results.sort(key=lambda r: r["start"])
@@ -906,7 +914,7 @@ def generate(
         "samples_per_medium": samples_per_medium if experimental else None,
         "max_tries": int(max_tries),
         "block_size": BLOCK_SIZE,
-        "backend": backend if backend == "dask" or workers > 1 else "serial",
+        "backend": how,
         "n_jobs": workers,
         "seconds": wall,
         "solver_seconds": float(sum(r["seconds"] for r in results)),
@@ -956,19 +964,37 @@ def _execute(
     progress: bool,
     size: int,
     client: Any,
-) -> list[dict[str, Any]]:
+    auto: bool = False,
+) -> tuple[list[dict[str, Any]], str]:
+    """Run the blocks; returns (results, how) with how = "serial", "loky" or "dask".
+
+    ``auto`` (``n_jobs=None``): the first block runs here; when the rest would take less than
+    ``AUTO_SERIAL_SECONDS`` serially, no worker processes are started (same data either way).
+    """
     from tqdm.auto import tqdm
 
     bar = tqdm(total=size, disable=not progress, desc=f"{job.method} samples", unit="sample")
     results: list[dict[str, Any]] = []
+    how = "serial"
     try:
         if backend == "dask":
+            how = "dask"
             results = _execute_dask(job, blocks, workers, bar, client)
-        elif workers <= 1 or len(blocks) <= 1:
+            return results, how
+        if auto and workers > 1 and len(blocks) > 1:
+            first = _run_block(job, *blocks[0])
+            results.append(first)
+            bar.update(len(first["ok"]))
+            per_block = first["seconds"] - first.get("setup_seconds", 0.0)
+            if per_block * (len(blocks) - 1) < AUTO_SERIAL_SECONDS:
+                workers = 1
+            blocks = blocks[1:]
+        if workers <= 1 or len(blocks) <= 1:
             for s, e in blocks:
                 results.append(_run_block(job, s, e))
                 bar.update(e - s)
         else:
+            how = "loky"
             from joblib import Parallel, delayed
 
             par = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")
@@ -983,7 +1009,7 @@ def _execute(
                         results.append(_failed_block(job, s, e, f"loky worker: {err!r}"))
     finally:
         bar.close()
-    return results
+    return results, how
 
 
 def _execute_dask(job, blocks, workers, bar, client) -> list[dict[str, Any]]:

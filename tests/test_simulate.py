@@ -215,3 +215,10 @@ def test_solver_time_limit_is_reported(textbook, monkeypatch):
         ts = generate(textbook, size=2, n_jobs=1, cache_dir=False, progress=False, timeout=2)
     assert [(f["index"], f["tries"], f["reason"]) for f in ts.failures] == [
         (0, 1, "time_limit"), (1, 1, "time_limit")]
+
+
+def test_auto_serial_for_small_jobs(textbook, small):
+    # n_jobs=None: 40 textbook samples take well under AUTO_SERIAL_SECONDS, no processes start
+    ts = generate(textbook, size=40, seed=3, cache_dir=False, progress=False)
+    assert ts.metadata["backend"] == "serial"
+    np.testing.assert_array_equal(ts.Y, small.Y)
