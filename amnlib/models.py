@@ -1,0 +1,291 @@
+"""Artificial Metabolic Networks (paper Fig. 3) and their dense baselines (Table 1).
+
+An AMN maps the medium uptake values ``V_in`` (batch, n_in) (mmol gDW^-1 h^-1; the uptake
+*upper bounds* of the medium, "UB", or the exact uptakes, "EB") to the split fluxes ``V``
+(batch, n) of a :class:`~amnlib.network.MetabolicNetwork`, in two stages trained end to end:
+
+1. a dense **prior** ``V0 = f(W2 Dropout(ReLU(W1 V_in / s + b1)) + b2)`` proposes initial
+   fluxes (``s`` scales each input column to [0, 1]; ``f`` is the identity by default, a ReLU
+   as in the published code on request);
+2. a **mechanistic layer** run for a fixed number of iterations moves ``V0`` towards the
+   network's constraints (``S V = 0``, uptake bounds, ``V >= 0``). Its update equations hold the
+   stoichiometry, so gradients of the loss flow back through the iterations into the prior.
+
+Architectures (``ARCHITECTURES``):
+
+* ``"ANN Dense"`` -- the prior alone, trained on the MSE only (Table 1 baseline);
+* ``"ANN SV"`` -- the prior alone, trained with the ``||SV||^2`` term added;
+* ``"AMN-QP"`` -- :class:`amnlib.solvers.QPLayer` (gradient descent with momentum on the
+  constraint losses: the published AMN-QP, the preprint's exact-bounds EB family);
+* ``"AMN-LP"`` -- :class:`amnlib.solvers.LPLayer` (the Yang primal-dual dynamics with a learnable
+  step: the published AMN-LP, the preprint's RNN-UB);
+* ``"AMN-W"`` -- :class:`amnlib.rnnw.RNNW` (flux propagation with learned branching ratios W,
+  Fig. 3C / published AMN-Wt): the prior's uptakes, capped by ``V_in``, are the fixed inputs of
+  the RNN and ``V0`` its starting point.
+
+Models carry the fingerprint of the network they were built for (:meth:`AMN.fingerprint`);
+:func:`amnlib.training.load_model` refuses to load a model onto a different network.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from amnlib.network import MetabolicNetwork
+
+__all__ = ["ARCHITECTURES", "MECHANISTIC", "DEFAULT_ITERATIONS", "AMN", "count_parameters"]
+
+#: Architectures of Table 1 (our names; the AMN-QP/LP are the published names of RNN-EB/UB).
+ARCHITECTURES = ("ANN Dense", "ANN SV", "AMN-QP", "AMN-LP", "AMN-W")
+#: Mechanistic layer of each architecture (``None``: dense only).
+MECHANISTIC = {"ANN Dense": None, "ANN SV": None, "AMN-QP": "QP", "AMN-LP": "LP", "AMN-W": "W"}
+#: Output activation of the prior: "linear" keeps gradients alive for every flux (a ReLU output
+#: can die when the mass-balance term pulls all fluxes towards 0); negative fluxes are then
+#: penalised by the positivity term and corrected by the mechanistic layer.
+OUTPUTS = {"linear": nn.Identity, "relu": nn.ReLU, "softplus": nn.Softplus}
+#: Default iterations ("timestep" in Table 1 and the published code): QP 4, LP 4, W 5.
+DEFAULT_ITERATIONS = {"QP": 4, "LP": 4, "W": 5}
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return int(sum(p.numel() for p in module.parameters() if p.requires_grad))
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+class _WLayer(nn.Module):
+    """RNN-W as a mechanistic layer: every uptake column of the network is an RNN input (medium
+    uptakes from the prior, capped by ``V_in``; uptakes outside the medium 0); the RNN starts from
+    ``V0`` and propagates for ``iterations`` steps with learned branching ratios."""
+
+    def __init__(self, network: MetabolicNetwork, in_ids: Sequence[str], iterations: int):
+        super().__init__()
+        from amnlib.rnnw import RNNW
+
+        uptakes = [c.id for c in network.columns if c.kind == "in"]
+        self.rnn = RNNW.from_network(network, inputs=uptakes)
+        self.iterations = int(iterations)
+        self.register_buffer(
+            "uptake_cols", torch.as_tensor(network.indices(uptakes), dtype=torch.long)
+        )
+        # where each medium column sits among the RNN inputs
+        pos = {u: k for k, u in enumerate(uptakes)}
+        self.register_buffer(
+            "medium_pos", torch.as_tensor([pos[i] for i in in_ids], dtype=torch.long)
+        )
+        self.register_buffer(
+            "medium_cols", torch.as_tensor(network.indices(in_ids), dtype=torch.long)
+        )
+
+    def forward(self, V0: Tensor, V_in: Tensor) -> Tensor:
+        capped = torch.minimum(V0.index_select(1, self.medium_cols), V_in)
+        inputs = V0.new_zeros(V0.shape[0], len(self.uptake_cols))
+        inputs = inputs.index_copy(1, self.medium_pos, capped)
+        return self.rnn(inputs, iterations=self.iterations, v0=V0)
+
+
+class _SolverLayer(nn.Module):
+    """Adapter around :class:`amnlib.solvers.QPLayer` / :class:`~amnlib.solvers.LPLayer`:
+    ``forward(V0, V_in) -> V`` (batch, n)."""
+
+    def __init__(
+        self,
+        kind: str,
+        network: MetabolicNetwork,
+        iterations: int,
+        mode: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        from amnlib import solvers
+
+        cls = getattr(solvers, f"{kind}Layer", None)
+        if cls is None:
+            raise ImportError(
+                f"amnlib.solvers has no {kind}Layer yet (issue 5); AMN-{kind} needs it"
+            )
+        init = cls.__init__
+        for name, value in (("iterations", iterations), ("mode", mode)):
+            if _accepts(init, name):
+                kwargs.setdefault(name, value)
+        self.layer = cls(network, **kwargs)
+
+    def forward(self, V0: Tensor, V_in: Tensor) -> Tensor:
+        out = self.layer(V0, V_in)
+        return out[0] if isinstance(out, tuple) else out
+
+
+class AMN(nn.Module):
+    """A dense prior followed by an (optional) mechanistic layer.
+
+    Parameters
+    ----------
+    network : the split network (its ``medium_ids`` define the input columns unless ``in_ids``
+        is given).
+    architecture : one of :data:`ARCHITECTURES`.
+    in_ids : split uptake ids (``EX_..._i``) of the input columns, in order (default
+        ``network.in_ids``).
+    hidden : width of the prior's hidden layer (published: 50).
+    dropout : dropout after the hidden layer (Table 1: 0.25).
+    iterations : iterations of the mechanistic layer (default :data:`DEFAULT_ITERATIONS`).
+    mode : ``"UB"`` (``V_in`` are uptake upper bounds, the training sets of Table 1) or ``"EB"``.
+    x_scale : (n_in,) scale dividing the inputs before the prior (default 10 mmol/gDW/h, the
+        e_coli_core spec's maximum; :func:`amnlib.training.fit` sets it from the data).
+    layer_kwargs : extra keyword arguments of the mechanistic layer.
+    output : output activation of the prior (:data:`OUTPUTS`; default ``"linear"``).
+
+    ``forward(V_in)`` with V_in (batch, n_in) returns V (batch, n); ``forward(V_in,
+    return_prior=True)`` returns ``(V, V0)``. Device and dtype follow the module (``.to()``).
+    """
+
+    def __init__(
+        self,
+        network: MetabolicNetwork,
+        architecture: str = "AMN-QP",
+        in_ids: Sequence[str] | None = None,
+        hidden: int = 50,
+        dropout: float = 0.25,
+        iterations: int | None = None,
+        mode: str = "UB",
+        x_scale: Sequence[float] | np.ndarray | None = None,
+        layer_kwargs: dict[str, Any] | None = None,
+        output: str = "linear",
+    ) -> None:
+        super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"architecture must be one of {ARCHITECTURES}, got {architecture!r}"
+            )
+        if mode not in ("UB", "EB"):
+            raise ValueError(f"mode must be 'UB' or 'EB', got {mode!r}")
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {tuple(OUTPUTS)}, got {output!r}")
+        if hidden < 1:
+            raise ValueError(f"hidden must be >= 1, got {hidden}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.architecture = architecture
+        self.kind = MECHANISTIC[architecture]
+        self.in_ids = list(network.in_ids if in_ids is None else in_ids)
+        network.indices(self.in_ids)  # ValueError naming an unknown id
+        not_uptake = [i for i in self.in_ids if not i.endswith("_i")]
+        if not_uptake:
+            raise ValueError(f"in_ids must be uptake columns ('_i'), got {not_uptake[:3]}")
+        if self.kind is None:
+            iterations = 0
+        elif iterations is None:
+            iterations = DEFAULT_ITERATIONS[self.kind]
+        if iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {iterations}")
+        self.iterations = int(iterations)
+        self.hidden, self.dropout_p, self.mode = int(hidden), float(dropout), mode
+        self.output = output
+        self.layer_kwargs = dict(layer_kwargs or {})
+        self.network_name = network.name
+        self._fingerprint = network.fingerprint()
+        self.reaction_ids = list(network.reaction_ids)
+        self.biomass_index = network.biomass_index
+        n_in, n = len(self.in_ids), network.n
+        self.n_in, self.n = n_in, n
+
+        scale = np.full(n_in, 10.0) if x_scale is None else np.asarray(x_scale, dtype=float)
+        if scale.shape != (n_in,) or not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+            raise ValueError(f"x_scale must be {n_in} positive numbers, got {scale!r}")
+        self.register_buffer("x_scale", torch.as_tensor(scale, dtype=torch.float32))
+        self.register_buffer(
+            "in_cols", torch.as_tensor(network.indices(self.in_ids), dtype=torch.long)
+        )
+        self.prior = nn.Sequential(
+            nn.Linear(n_in, hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, n),
+            OUTPUTS[output](),
+        )
+        self.layer: nn.Module | None
+        if self.kind is None:
+            self.layer = None
+        elif self.kind == "W":
+            self.layer = _WLayer(network, self.in_ids, self.iterations)
+        else:
+            if list(network.in_ids) != self.in_ids:
+                raise ValueError(
+                    f"AMN-{self.kind} needs the network's medium to be the input columns: load "
+                    "it with MetabolicNetwork.load(name, medium=in_ids)"
+                )
+            self.layer = _SolverLayer(
+                self.kind, network, self.iterations, mode, **self.layer_kwargs
+            )
+
+    # ------------------------------------------------------------------ identity
+    def fingerprint(self) -> str:
+        """sha256 of the network this model was built for (see
+        :meth:`MetabolicNetwork.fingerprint`)."""
+        return self._fingerprint
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-able) that rebuild this model on the same network."""
+        return {
+            "architecture": self.architecture,
+            "in_ids": self.in_ids,
+            "hidden": self.hidden,
+            "dropout": self.dropout_p,
+            "iterations": self.iterations,
+            "mode": self.mode,
+            "x_scale": [float(s) for s in self.x_scale.cpu().numpy()],
+            "layer_kwargs": self.layer_kwargs,
+            "output": self.output,
+        }
+
+    def n_parameters(self) -> int:
+        """Trainable parameters (prior + mechanistic layer)."""
+        return count_parameters(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"AMN({self.architecture!r} on {self.network_name!r}: {self.n_in} inputs -> "
+            f"{self.hidden} hidden -> {self.n} fluxes, {self.iterations} iterations, "
+            f"{self.n_parameters()} parameters)"
+        )
+
+    # ------------------------------------------------------------------ forward
+    def prior_fluxes(self, V_in: Tensor) -> Tensor:
+        """V0 (batch, n) from the dense prior."""
+        return self.prior(V_in / self.x_scale.to(V_in.dtype))
+
+    def forward(self, V_in: Tensor, return_prior: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        if V_in.ndim != 2 or V_in.shape[1] != self.n_in:
+            raise ValueError(
+                f"V_in must have shape (batch, {self.n_in}) (columns in_ids), "
+                f"got {tuple(V_in.shape)}"
+            )
+        V0 = self.prior_fluxes(V_in)
+        V = V0 if self.layer is None or self.iterations == 0 else self.layer(V0, V_in)
+        return (V, V0) if return_prior else V
+
+    @torch.no_grad()
+    def predict(self, V_in: Tensor | np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Evaluation-mode prediction (dropout off) of (batch, n) fluxes as a numpy array."""
+        was = self.training
+        self.eval()
+        p = next(self.parameters())
+        x = torch.as_tensor(np.asarray(V_in) if not isinstance(V_in, Tensor) else V_in)
+        x = x.to(device=p.device, dtype=p.dtype)
+        if x.ndim == 1:
+            x = x[None]
+        out = [self(x[i : i + batch_size]).cpu() for i in range(0, len(x), batch_size)]
+        self.train(was)
+        return torch.cat(out).numpy()
