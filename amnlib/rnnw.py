@@ -329,13 +329,13 @@ def fit_weights(
         opt.zero_grad()
         V = model(v_in, iterations=iterations)
         loss = torch.mean((V - v_target) ** 2)
+        result.loss.append(float(loss.detach()))
+        if tol > 0 and float((V.detach() - v_target).abs().max()) <= tol:
+            break  # the current weights are good enough: keep them
         loss.backward()
         opt.step()
         sched.step()
         model.project_()
-        result.loss.append(float(loss.detach()))
-        if tol > 0 and float((V.detach() - v_target).abs().max()) <= tol:
-            break
     with torch.no_grad():
         V = model(v_in, iterations=iterations)
         result.max_abs_error = float((V - v_target).abs().max())
@@ -377,25 +377,54 @@ def learn_toy(
     return net, model, v_ref, fit
 
 
+def _toy_weight_matrix(net: MetabolicNetwork, w21: float, w42: float) -> np.ndarray:
+    from amnlib.toy import TOY_FLUXES, WEIGHT_ENTRIES
+
+    W = np.zeros((net.m, net.n))
+    full = {"w21": w21, "w31": 1 - w21, "w42": w42, "w32": 1 - w42, "w53": 1.0}
+    for name, (met, flux) in WEIGHT_ENTRIES.items():
+        W[net.metabolite_ids.index(met), net.index(TOY_FLUXES[flux])] = full[name]
+    return W
+
+
 def propagate_toy(
     W_named: dict[str, float], v1: float = 0.1, iterations: int = 30,
     biomass: tuple[float, float] = (0.1, 0.2),
 ) -> np.ndarray:
     """Run the toy RNN-W with named weights {"w21", "w42"} (w31 = 1 - w21, w32 = 1 - w42,
     w53 = 1) for uptake ``v1``; returns the trajectory (iterations + 1, n) in float64."""
-    from amnlib.toy import TOY_FLUXES, WEIGHT_ENTRIES, toy_network
+    from amnlib.toy import toy_network
 
     net = toy_network(biomass)
     model = RNNW.from_network(net, parametrization="projection", dtype=torch.float64)
-    W = np.zeros((net.m, net.n))
-    full = {"w21": W_named["w21"], "w31": 1 - W_named["w21"], "w42": W_named["w42"],
-            "w32": 1 - W_named["w42"], "w53": 1.0}
-    for name, (met, flux) in WEIGHT_ENTRIES.items():
-        W[net.metabolite_ids.index(met), net.index(TOY_FLUXES[flux])] = full[name]
-    model.set_weights(W)
+    model.set_weights(_toy_weight_matrix(net, W_named["w21"], W_named["w42"]))
     with torch.no_grad():
         traj = model(torch.tensor([[v1]], dtype=torch.float64), iterations, return_trajectory=True)
     return traj[:, 0, :].numpy()
+
+
+def toy_biomass_landscape(
+    w21s: np.ndarray, w42s: np.ndarray, v1: float = 0.1, iterations: int = 30,
+    biomass: tuple[float, float] = (0.1, 0.2),
+) -> np.ndarray:
+    """BIOMASS flux v3^L of the toy RNN-W over a grid of weights: returns (len(w42s),
+    len(w21s)) with entry [a, b] for w42 = w42s[a], w21 = w21s[b] (h^-1)."""
+    from amnlib.toy import toy_network
+
+    net = toy_network(biomass)
+    model = RNNW.from_network(net, parametrization="projection", dtype=torch.float64)
+    j = net.index("BIOMASS")
+    v_in = torch.tensor([[v1]], dtype=torch.float64)
+    out = np.zeros((len(w42s), len(w21s)))
+    with torch.no_grad():
+        for a, w42 in enumerate(w42s):
+            for b, w21 in enumerate(w21s):
+                W = torch.as_tensor(_toy_weight_matrix(net, float(w21), float(w42)))
+                V = v_in.new_zeros(1, net.n).index_copy(1, torch.tensor(model.inputs), v_in)
+                for _ in range(iterations):
+                    V = model.step(V, W)
+                out[a, b] = float(V[0, j])
+    return out
 
 
 def learn_figs1(steps: int = 400, seed: int = 0) -> dict[str, dict[str, float]]:

@@ -137,13 +137,16 @@ def toy_fluxes(net: MetabolicNetwork, v: np.ndarray) -> pd.Series | pd.DataFrame
     return pd.DataFrame(v[:, cols], columns=list(TOY_FLUXES))
 
 
-def toy_pfba(v1: float = PAPER_V1, biomass: tuple[float, float] = (0.1, 0.2)) -> np.ndarray:
-    """pFBA split fluxes (n,) of the toy with uptake ``v1`` (mmol/gDW/h), via COBRApy."""
+def toy_pfba(
+    v1: float = PAPER_V1, biomass: tuple[float, float] = (0.1, 0.2), method: str = "pfba"
+) -> np.ndarray:
+    """pFBA (or, with ``method="fba"``, FBA) split fluxes (n,) of the toy with uptake ``v1``
+    (mmol/gDW/h), via COBRApy. ``ValueError`` if the solve fails (e.g. ``v1 = 0``: no growth)."""
     net = toy_network(biomass)
     with _quiet_cobra():
-        res = net.solve({"TPI": v1}, method="pfba")
+        res = net.solve({"TPI": v1}, method=method)
     if not res.ok:
-        raise ValueError(f"toy pFBA failed for v1={v1!r}: {res.status}")
+        raise ValueError(f"toy {method} failed for v1={v1!r}: {res.status}")
     return res.v
 
 
