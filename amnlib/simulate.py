@@ -299,10 +299,18 @@ class _Solver:
     samples starts from the same stored basis (the optimum of the model's own medium).
     """
 
-    def __init__(self, model: cobra.Model, biomass: str, timeout: float | None = None):
+    def __init__(
+        self,
+        model: cobra.Model,
+        biomass: str,
+        timeout: float | None = None,
+        pristine: bytes | None = None,
+    ):
         self.model = model
         self._timeout = timeout
-        self._pristine = None
+        self._glpk = "glpk" in model.solver.interface.__name__
+        # other solvers restart blocks from a rebuilt problem: keep the untouched model
+        self._pristine = None if self._glpk else (pristine or pickle.dumps(model))
         rxns = list(model.reactions)
         self.biomass = model.reactions.get_by_id(biomass)
         solver = model.solver
@@ -330,14 +338,11 @@ class _Solver:
         ]
         self._uptake_lb = [float(v.lb or 0.0) for v in self._uptake_var]
         self._uptake_col = [pos[v.name] + 1 for v in self._uptake_var]  # GLPK is 1-based
-        self._glpk = "glpk" in solver.interface.__name__
         if timeout is not None:  # optlang's GLPK interface takes whole seconds
             solver.configuration.timeout = (
                 max(1, math.ceil(timeout)) if self._glpk else float(timeout)
             )
         self._basis: tuple[list[int], list[int]] | None = None
-        if not self._glpk:
-            self._pristine = pickle.dumps(model)
 
     # ----------------------------------------------------------------- basis
     def _store_basis(self) -> None:
@@ -353,7 +358,9 @@ class _Solver:
     def reset(self) -> None:
         """Back to the stored starting basis (deterministic block starts)."""
         if not self._glpk:  # other solvers: rebuild the problem from the pristine model
-            self.__init__(pickle.loads(self._pristine), self.biomass.id, self._timeout)
+            self.__init__(
+                pickle.loads(self._pristine), self.biomass.id, self._timeout, self._pristine
+            )
             return
         import swiglpk as glp
 
@@ -836,6 +843,7 @@ def generate(
     identity = {
         "format": FORMAT_VERSION,
         "model_checksum": checksum,
+        "solver": net.model.solver.interface.__name__,
         "spec": sp.records(),
         "seed": int(seed),
         "size": size,
@@ -860,7 +868,7 @@ def generate(
 
     job = _Job(
         model_bytes=pickle.dumps(net.model),
-        key=checksum,
+        key=f"{checksum}:{net.model.solver.interface.__name__}:{timeout}",
         biomass=net.biomass_reaction,
         spec=sp,
         spec_ex=spec_ex,

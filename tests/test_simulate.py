@@ -222,3 +222,19 @@ def test_auto_serial_for_small_jobs(textbook, small):
     ts = generate(textbook, size=40, seed=3, cache_dir=False, progress=False)
     assert ts.metadata["backend"] == "serial"
     np.testing.assert_array_equal(ts.Y, small.Y)
+
+
+def test_other_solver_scipy(small):
+    # the solver-agnostic path (blocks restart from a rebuilt problem) gives the same optima
+    from amnlib.data import load_model
+    from amnlib.network import MetabolicNetwork
+
+    model = load_model("textbook")
+    model.solver = "scipy"
+    net = MetabolicNetwork.load(model)
+    ts = generate(net, size=40, seed=3, n_jobs=1, cache_dir=False, progress=False)
+    assert ts.metadata["solver"] == "scipy"
+    np.testing.assert_array_equal(ts.X, small.X)
+    np.testing.assert_allclose(ts.growth, small.growth, rtol=1e-9)
+    np.testing.assert_allclose(ts.Y.sum(axis=1), small.Y.sum(axis=1), rtol=1e-8)  # min total
+    assert ts.check(net)["max_abs_Sy"] < 1e-6
