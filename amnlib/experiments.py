@@ -69,6 +69,10 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
         "amnlib.rnnw:run",
         "Fig. 1: learn the toy network's RNN-W weights from pFBA fluxes, V^30 vs COBRApy",
     ),
+    "pinn": (
+        "amnlib.pinn:run",
+        "Ch. 5: flux PINN on gene-deletion fitness (textbook doubles held out), essential genes",
+    ),
 }
 
 
