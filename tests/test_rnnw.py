@@ -118,3 +118,17 @@ def test_one_w_cannot_fit_both_figs1_intakes():
     assert res["A"]["w41"] == pytest.approx(0.5, abs=1e-3)
     assert res["B"]["w41"] == pytest.approx(1 / 3, abs=1e-3)
     assert res["A+B"]["max_abs_error"] > 0.05
+
+
+def test_biomass_landscape_peaks_on_the_fba_face():
+    """With the caption-fitted coefficients, the paper's weights give v3 close to 0.5 once the
+    RNN has converged, and moving off the FBA face lowers v3 (minimum-over-substrates waste)."""
+    from amnlib.rnnw import toy_biomass_landscape
+    from amnlib.toy import paper_like_biomass
+
+    coefs, _ = paper_like_biomass()
+    grid = toy_biomass_landscape(
+        np.array([0.6, 0.74, 0.9]), np.array([0.8]), iterations=120, biomass=coefs
+    )
+    assert grid[0, 1] == pytest.approx(0.5, abs=5e-3)
+    assert grid[0, 0] < 0.45 and grid[0, 2] < 0.45
