@@ -583,6 +583,38 @@ class TrainingSet:
         ex = [i[: -len(SUFFIX_IN)] if i.endswith(SUFFIX_IN) else i for i in self.x_ids]
         return [{e: float(b) for e, b in zip(ex, row, strict=True) if b > 0} for row in self.X]
 
+    def subset(self, rows: Sequence[int] | np.ndarray | slice) -> TrainingSet:
+        """The rows ``rows`` (indices, boolean mask or slice) as a new set (same metadata,
+        failures kept)."""
+        idx = np.arange(len(self))[rows]
+
+        def pick(a):
+            return None if a is None else a[idx]
+
+        return TrainingSet(
+            X=self.X[idx],
+            Y=self.Y[idx],
+            growth=self.growth[idx],
+            x_ids=list(self.x_ids),
+            y_ids=list(self.y_ids),
+            metadata=dict(self.metadata),
+            failures=list(self.failures),
+            tries=pick(self.tries),
+            sample_index=pick(self.sample_index),
+            medium_index=pick(self.medium_index),
+        )
+
+    def tensors(self, device=None, dtype=None):
+        """``(X, Y)`` as torch tensors, (size, n_in) and (size, n), on ``device`` (default
+        CPU) with ``dtype`` (default float32)."""
+        import torch
+
+        dtype = dtype or torch.float32
+        return (
+            torch.as_tensor(self.X, dtype=dtype, device=device),
+            torch.as_tensor(self.Y, dtype=dtype, device=device),
+        )
+
     def frame(self, which: str = "Y") -> pd.DataFrame:
         """``X`` or ``Y`` as a DataFrame with named columns."""
         if which == "X":

@@ -123,6 +123,11 @@ def test_cache_and_save_load(textbook, small, tmp_path):
     assert back.x_ids == small.x_ids and back.y_ids == small.y_ids
     assert back.metadata["seed"] == 3 and back.metadata["size"] == 40
     assert back.media == small.media
+    part = back.subset(slice(5, 9))
+    np.testing.assert_array_equal(part.Y, small.Y[5:9])
+    np.testing.assert_array_equal(part.sample_index, [5, 6, 7, 8])
+    X, Y = part.tensors()
+    assert tuple(Y.shape) == (4, 154) and str(X.dtype) == "torch.float32"
 
 
 def test_failures_are_reported(textbook):
