@@ -208,7 +208,7 @@ class RNNW(nn.Module):
         """(m, n) weight matrix: rows sum to 1 over each metabolite's consumers (0 elsewhere;
         a metabolite without consumers has a zero row)."""
         if self.parametrization == "softmax":
-            logits = self.theta.masked_fill(~self.support, float("-inf"))
+            logits = self.theta.masked_fill(~self.support, torch.finfo(self.theta.dtype).min)
             w = torch.softmax(logits, dim=1)
             return torch.where(self.support, w, torch.zeros_like(w))
         return simplex_projection(self.theta, self.support)
@@ -259,7 +259,10 @@ class RNNW(nn.Module):
         ----------
         v_in : (batch, n_inputs) input fluxes (mmol/gDW/h), in the order of ``inputs``.
         iterations : number of RNN steps L (the paper uses 30).
-        v0 : optional (batch, n) starting fluxes (default: zero except the inputs).
+        v0 : optional (batch, n) starting fluxes (default: zero except the inputs). On
+            genome-scale networks, start from a reference flux: from zero, reactions that also
+            need a cofactor (ATP, NAD...) never start under the minimum-over-substrates rule,
+            since the cofactor is only produced by such reactions.
         return_trajectory : return every layer ``(L + 1, batch, n)`` instead of ``V^L``.
 
         Returns ``V^L`` of shape (batch, n).

@@ -132,3 +132,18 @@ def test_biomass_landscape_peaks_on_the_fba_face():
     )
     assert grid[0, 1] == pytest.approx(0.5, abs=5e-3)
     assert grid[0, 0] < 0.45 and grid[0, 2] < 0.45
+
+
+def test_any_network_pfba_is_a_fixed_point(textbook):
+    """E. coli core (textbook): the pFBA fluxes are a fixed point of RNN-W with their own
+    branching ratios, including reactions with several substrates; softmax gradients are
+    finite even for metabolites without consumers."""
+    v = textbook.solve().v
+    model = RNNW.from_network(textbook, parametrization="projection", dtype=F64)
+    model.set_weights(steady_state_weights(textbook.S, v, model.support.numpy()))
+    V = torch.tensor(v[None], dtype=F64)
+    assert (model.step(V) - V).abs().max() < 1e-9
+    assert torch.allclose(model.weights().sum(1)[model.support.any(1)], torch.ones(1, dtype=F64))
+    soft = RNNW.from_network(textbook, dtype=F64)
+    soft(V[:, textbook.indices(textbook.in_ids)], iterations=3, v0=V).sum().backward()
+    assert torch.isfinite(soft.theta.grad).all()
