@@ -121,7 +121,7 @@ def _atomic_write(df: pd.DataFrame, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
-            df.to_csv(fh, index=False)
+            df.to_csv(fh, index=False, float_format="%.17g")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
