@@ -491,7 +491,7 @@ def _run_block(job: _Job, start: int, stop: int) -> dict[str, Any]:
         "failures": [],
         "seconds": 0.0,
     }
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         solver = _solver_for(job)
         solver.reset()
@@ -531,6 +531,7 @@ def _run_block(job: _Job, start: int, stop: int) -> dict[str, Any]:
             out["failures"].append({"index": i, "tries": int(out["tries"][k]), "reason": reason})
     out["net"] = net
     out["seconds"] = time.perf_counter() - t0
+    out["cpu_seconds"] = time.process_time() - c0
     return out
 
 
@@ -958,6 +959,7 @@ def generate(
         "n_jobs": workers,
         "seconds": wall,
         "solver_seconds": float(sum(r["seconds"] for r in results)),
+        "cpu_seconds": float(sum(r.get("cpu_seconds", 0.0) for r in results)),
         "redraws": int((tries[ok] - 1).sum()) if len(tries) else 0,
         "n_failures": len(failures),
         "cache_key": key,

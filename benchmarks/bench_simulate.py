@@ -34,11 +34,11 @@ from amnlib.simulate import draw_media, generate  # noqa: E402
 OUT = ROOT / "benchmarks" / "results" / "simulate.json"
 
 
-def cobra_loop(net: MetabolicNetwork, media: list[dict[str, float]]) -> float:
-    """Seconds for the plain COBRApy loop over ``media``."""
+def cobra_loop(net: MetabolicNetwork, media: list[dict[str, float]]) -> tuple[float, float]:
+    """(wall, CPU) seconds for the plain COBRApy loop over ``media``."""
     model = net.model.copy()
     model.objective = net.biomass_reaction
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for medium in media:
         with model:
             model.medium = medium
@@ -46,7 +46,7 @@ def cobra_loop(net: MetabolicNetwork, media: list[dict[str, float]]) -> float:
                 cobra.flux_analysis.pfba(model)
             except cobra.exceptions.OptimizationError:
                 pass  # a non-growing medium: counted like any other solve
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def ours(net, spec, size, seed, n_jobs, ratio):
@@ -68,7 +68,7 @@ def bench_model(name, spec, ratio, n_cobra, n_serial, n_parallel, cores):
     ex = [c[:-2] for c in media_df.columns]
     media = [{e: float(b) for e, b in zip(ex, row, strict=True) if b > 0}
              for row in media_df.to_numpy()]
-    t_cobra = cobra_loop(net, media)
+    t_cobra, c_cobra = cobra_loop(net, media)
     _, t_setup = ours(net, spec, 4, 99, 1, ratio)  # one-time: worker model + starting basis
     serial, t_serial = ours(net, spec, n_serial, 0, 1, ratio)
     par_cold, t_cold = ours(net, spec, n_parallel, 0, cores, ratio)
@@ -77,6 +77,11 @@ def bench_model(name, spec, ratio, n_cobra, n_serial, n_parallel, cores):
         np.array_equal(serial.Y, par_cold.Y[:n_serial])
         and np.array_equal(serial.X, par_cold.X[:n_serial])
     )
+    cpu = {
+        "cobra_loop": c_cobra,
+        "serial": serial.metadata["cpu_seconds"],
+        "parallel_warm": par_warm.metadata["cpu_seconds"],
+    }
     rate = {
         "cobra_loop": n_cobra / t_cobra,
         "serial": n_serial / t_serial,
@@ -97,6 +102,16 @@ def bench_model(name, spec, ratio, n_cobra, n_serial, n_parallel, cores):
         "ratio_serial_vs_cobra_loop": rate["serial"] / rate["cobra_loop"],
         "ratio_parallel_warm_vs_cobra_loop": rate["parallel_warm"] / rate["cobra_loop"],
         "speedup_parallel_warm_vs_serial": rate["parallel_warm"] / rate["serial"],
+        "cpu_seconds_in_workers": cpu,
+        # samples per CPU-second: equal serial and parallel values mean no parallel overhead,
+        # so the speed-up is bounded only by the cores the machine actually gives us
+        "samples_per_cpu_s": {
+            "cobra_loop": n_cobra / c_cobra,
+            "serial": n_serial / cpu["serial"],
+            "parallel_warm": n_parallel / cpu["parallel_warm"],
+        },
+        "ratio_serial_vs_cobra_loop_per_cpu_s": (n_serial / cpu["serial"]) / (n_cobra / c_cobra),
+        "cores_obtained_parallel_warm": cpu["parallel_warm"] / t_warm,
         "redraws_per_sample": serial.metadata["redraws"] / n_serial,
         "serial_equals_parallel": identical,
     }
