@@ -853,6 +853,8 @@ def generate(
     if backend not in ("loky", "dask"):
         raise ValueError(f"backend must be 'loky' or 'dask', got {backend!r}")
     size = _check_size(size)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if max_tries < 1:
         raise ValueError(f"max_tries must be >= 1, got {max_tries}")
     net = _as_network(network_or_name)
@@ -926,18 +928,14 @@ def generate(
     ok = np.concatenate([r["ok"] for r in results]) if results else np.zeros(0, bool)
     tries = np.concatenate([r["tries"] for r in results]) if results else np.zeros(0, int)
     growth = np.concatenate([r["growth"] for r in results]) if results else np.zeros(0)
-    netf = (
-        np.vstack([r["net"] for r in results if r["net"] is not None])
-        if results and all(r["net"] is not None for r in results)
-        else None
-    )
     failures = [f for r in results for f in r["failures"]]
-    if netf is None:  # a block failed during setup: rebuild rows of zeros for alignment
-        n_orig = len(net.original_ids)
-        netf = np.vstack(
-            [r["net"] if r["net"] is not None else np.zeros((len(r["ok"]), n_orig))
-             for r in results]
-        )
+    n_orig = len(net.original_ids)
+    # a block that failed during setup has no fluxes: zeros keep the rows aligned
+    netf = np.vstack(
+        [np.zeros((0, n_orig))]
+        + [r["net"] if r["net"] is not None else np.zeros((len(r["ok"]), n_orig))
+           for r in results]
+    )
     Y = _lift(net, netf[ok])
     Y[Y < FLUX_ZERO] = 0.0
     idx = np.flatnonzero(ok)
