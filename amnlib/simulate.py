@@ -1040,9 +1040,13 @@ def _execute(
                 bar.update(e - s)
         else:
             how = "loky"
+            import joblib
             from joblib import Parallel, delayed
 
-            par = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")
+            # "generator_unordered" needs joblib >= 1.4 (pyproject allows 1.3)
+            major, minor = (int(p) for p in joblib.__version__.split(".")[:2])
+            order = "generator_unordered" if (major, minor) >= (1, 4) else "generator"
+            par = Parallel(n_jobs=workers, backend="loky", return_as=order)
             try:
                 for r in par(delayed(_run_block)(job, s, e) for s, e in blocks):
                     results.append(r)
