@@ -277,12 +277,9 @@ def draw_media(
     if experimental:
         present = _experimental_media(sp)
         rows = _medium_rows(size, len(present), samples_per_medium)
-    X = np.vstack(
-        [
-            _draw(sp, _sample_rng(seed, i), None if rows is None else present[rows[i]])
-            for i in range(size)
-        ]
-    ) if size else np.zeros((0, len(sp.ids)))
+    X = np.zeros((size, len(sp.ids)))
+    for i in range(size):
+        X[i] = _draw(sp, _sample_rng(seed, i), None if rows is None else present[rows[i]])
     return pd.DataFrame(X, columns=list(sp.ids))
 
 
