@@ -113,6 +113,7 @@ def bench_model(name, spec, ratio, n_cobra, n_serial, n_parallel, cores):
         "ratio_serial_vs_cobra_loop_per_cpu_s": (n_serial / cpu["serial"]) / (n_cobra / c_cobra),
         "cores_obtained_parallel_warm": cpu["parallel_warm"] / t_warm,
         "redraws_per_sample": serial.metadata["redraws"] / n_serial,
+        "check_parallel_warm": par_warm.check(net),  # max |S y|, bound violation, min growth
         "serial_equals_parallel": identical,
     }
 
