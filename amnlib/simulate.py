@@ -30,8 +30,8 @@ gives ``samples_per_medium`` samples.
 Speed: each worker keeps one COBRApy model and solves FBA, then pFBA (growth fixed at its
 optimum, minimise an auxiliary variable equal to the total flux) on the same optlang problem:
 between samples only the exchange bounds and three objective coefficients change and the
-simplex warm-starts from the previous optimum (about 15x faster than a plain COBRApy ``pfba``
-loop on E. coli core, 25x on iJO1366: ``benchmarks/results/simulate.json``).
+simplex warm-starts from the previous optimum (about 20x more samples per CPU-second than a
+plain COBRApy ``pfba`` loop on E. coli core and on iJO1366: ``benchmarks/results/simulate.json``).
 
 Reproducibility: sample ``i`` draws from ``SeedSequence(seed, spawn_key=(i,))`` and samples are
 solved in fixed blocks of ``BLOCK_SIZE`` that each start from the same stored basis (with a
@@ -835,7 +835,8 @@ def generate(
         finish within ``AUTO_SERIAL_SECONDS`` stays in this process; 1: serial in this
         process). The data do not depend on it.
     cache_dir : folder of cached sets (``None``: ``<amnlib cache>/training_sets``; ``False``:
-        no cache). The same model checksum, spec, seed, size, method and mode load from there.
+        no cache). The same model checksum, solver, spec, seed, size, method and mode load from
+        there; sets with failures are not cached.
     backend : ``"loky"`` (joblib processes) or ``"dask"`` (a ``dask.distributed`` client:
         ``client``, else the current one, else a temporary ``LocalCluster`` of ``n_jobs``
         processes).
