@@ -34,6 +34,7 @@ from amnlib.network import MetabolicNetwork
 
 __all__ = [
     "TARGETS",
+    "BIOMASS_REFERENCE_WEIGHT",
     "LossWeights",
     "AMNLoss",
     "reference_columns",
@@ -44,6 +45,9 @@ __all__ = [
 
 #: What the reference term compares: every split flux, or the growth rate only.
 TARGETS = ("all", "biomass")
+#: Weight of the growth-rate MSE next to the constraint terms (see
+#: :meth:`LossWeights.for_architecture`).
+BIOMASS_REFERENCE_WEIGHT = 100.0
 
 
 def _check_v(V: Tensor, n: int, name: str = "V") -> None:
@@ -99,14 +103,24 @@ class LossWeights:
     positivity: float = 1.0
 
     @classmethod
-    def for_architecture(cls, architecture: str) -> LossWeights:
-        """The paper's choice: ``ANN Dense`` uses the MSE only, ``ANN SV`` adds ``||SV||^2``,
-        the AMNs (``AMN-QP``, ``AMN-LP``, ``AMN-W``) use all four terms."""
+    def for_architecture(cls, architecture: str, target: str = "all") -> LossWeights:
+        """The paper's choice of terms: ``ANN Dense`` uses the MSE only, ``ANN SV`` adds
+        ``||SV||^2``, the AMNs (``AMN-QP``, ``AMN-LP``, ``AMN-W``) use all four terms.
+
+        For the ``"biomass"`` target the reference term is weighted by
+        :data:`BIOMASS_REFERENCE_WEIGHT` whenever constraint terms are present: the growth rate
+        varies little (variance ~0.02 h^-2 on the textbook sets), so its MSE is soon ~1e-3 while
+        the constraint terms start near 10 and would otherwise dominate the gradient (measured:
+        biomass Q^2 0.47 after 40 epochs with weight 1, 0.986 with weight 100).
+        """
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        ref = BIOMASS_REFERENCE_WEIGHT if target == "biomass" else 1.0
         if architecture == "ANN Dense":
             return cls(1.0, 0.0, 0.0, 0.0)
         if architecture == "ANN SV":
-            return cls(1.0, 1.0, 0.0, 0.0)
-        return cls()
+            return cls(ref, 1.0, 0.0, 0.0)
+        return cls(ref, 1.0, 1.0, 1.0)
 
 
 class AMNLoss(nn.Module):

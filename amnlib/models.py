@@ -118,9 +118,11 @@ class _SolverLayer(nn.Module):
                 f"amnlib.solvers has no {kind}Layer yet (issue 5); AMN-{kind} needs it"
             )
         init = cls.__init__
-        for name, value in (("iterations", iterations), ("mode", mode)):
-            if _accepts(init, name):
-                kwargs.setdefault(name, value)
+        # QPLayer calls its iteration count "timestep" (the published name), LPLayer "iterations"
+        steps = "iterations" if _accepts(init, "iterations") else "timestep"
+        kwargs.setdefault(steps, iterations)
+        if _accepts(init, "mode"):
+            kwargs.setdefault("mode", mode)
         self.layer = cls(network, **kwargs)
 
     def forward(self, V0: Tensor, V_in: Tensor) -> Tensor:

@@ -172,7 +172,7 @@ def fit(
     if epochs < 0 or batch_size < 1:
         raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
     device, dtype = _model_device(model)
-    weights = weights or LossWeights.for_architecture(model.architecture)
+    weights = weights or LossWeights.for_architecture(model.architecture, target)
     loss_fn = AMNLoss(network, model.in_ids, target=target, weights=weights).to(device)
     Xt, Yt = _as_tensor(X, device, dtype), _as_tensor(Y, device, dtype)
     if Xt.shape[0] != Yt.shape[0]:
