@@ -39,6 +39,10 @@ from amnlib.network import MetabolicNetwork
 
 #: Fitness below this counts as "lethal" (no growth) in the essential-gene check.
 LETHAL_FITNESS = 0.01
+#: Growth ratios below this are solver round-off and set to exactly 0.
+FITNESS_ZERO = 1e-9
+#: Bumped when the cached tables' contents change.
+_CACHE_VERSION = "2"
 
 _COLUMNS = ["gene1", "gene2", "kind", "growth", "fitness_true", "fitness", "status"]
 
@@ -109,7 +113,7 @@ def _cache_path(net: MetabolicNetwork, kind: str, genes: Sequence[str], cache: b
         root = Path(cache_dir()) / "deletions"
     else:
         root = Path(cache)
-    h = hashlib.sha256()
+    h = hashlib.sha256(_CACHE_VERSION.encode())
     h.update(net.fingerprint().encode())
     h.update(repr(sorted(net.model.medium.items())).encode())
     h.update("\n".join(genes).encode())
@@ -136,7 +140,9 @@ def _from_cobra(df: pd.DataFrame, wt: float, kind: str) -> pd.DataFrame:
         g = max(g, 0.0)
         rows.append((genes[0], genes[1] if len(genes) > 1 else None, kind, g, status))
     out = pd.DataFrame(rows, columns=["gene1", "gene2", "kind", "growth", "status"])
-    out["fitness_true"] = out["growth"] / wt
+    # round off solver noise (1e-12 h^-1 "growth" of lethal deletions) so that ties stay ties
+    out["growth"] = out["growth"].where(out["growth"] > FITNESS_ZERO * wt, 0.0)
+    out["fitness_true"] = (out["growth"] / wt).round(12)
     out["fitness"] = out["fitness_true"]
     return out.sort_values(["gene1", "gene2"], na_position="first").reset_index(drop=True)
 

@@ -63,7 +63,7 @@ class PINNConfig:
     bound in the bounds term (see :class:`FluxPhysics`).
     """
 
-    emb_dim: int = 64
+    emb_dim: int = 128
     hidden: int = 128
     beta: float = 20.0
     null_space: bool = True
@@ -72,7 +72,7 @@ class PINNConfig:
     lambda_pfba: float = 1e-3
     lambda_null: float = 10.0
     lambda_fit: float = 100.0
-    lambda_bounds: float = 10.0
+    lambda_bounds: float = 30.0
     hard_knockouts: bool = False
     epochs: int = 300
     batch_size: int = 256
@@ -438,7 +438,7 @@ def train_mlp(
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         curve.append(total / len(X))
     return model, curve
 
@@ -626,7 +626,7 @@ def essential_auc(fast: bool = False, config: PINNConfig | None = None, device=N
     from amnlib import deletions as D
 
     data = prepare("iJO1366", doubles=False, noise=0.0)
-    cfg = config or PINNConfig(epochs=10 if fast else 60, batch_size=128, null_space=False,
+    cfg = config or PINNConfig(epochs=10 if fast else 40, batch_size=128, null_space=False,
                                project=False)
     trained = fit(data, cfg, device)
     pred = predict_all(trained, data)
@@ -650,7 +650,7 @@ def default_config(fast: bool = False) -> PINNConfig:
 
 def ablation_config(fast: bool = False) -> PINNConfig:
     """Settings of the ablations and lambda sweeps (run on a 40-gene subset of the doubles)."""
-    return PINNConfig(epochs=15 if fast else 60, batch_size=32)
+    return PINNConfig(epochs=15 if fast else 40, batch_size=32)
 
 
 def run(fast: bool = False):
