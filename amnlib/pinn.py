@@ -10,20 +10,28 @@ For a genotype ``g`` (a set of deleted genes) the model predicts a split, non-ne
       + lambda_bounds sum_e [ReLU(lb_e - v_e) + ReLU(v_e - ub_e(g))]   (flux bounds)
 
 where ``ub(g)`` is the network's upper bound with the columns that ``g`` knocks out through the
-GPR rules set to 0 (:func:`amnlib.deletions.knockout_mask`). Setting a lambda to 0 drops its term
-(the ablations).
+GPR rules set to 0 (:func:`amnlib.deletions.knockout_mask`) and ``lb = 0`` (ATP maintenance's
+8.39 only with ``maintenance=True``: without it a lethal deletion may rest at ``v = 0``).
+Setting a lambda to 0 drops its term (the ablations).
 
-Architecture (:class:`FluxPINN`): every split reaction ``e`` has a learned embedding
-``z_e`` (dim ``emb_dim``). The genotype enters as its knockout mask ``k`` (batch, n): an MLP
-encodes it into a code ``h(k)`` (the first layer sums learned "knockout embeddings" of the removed
-reactions), and each reaction's flux is
+Architecture (:class:`FluxPINN`): every split reaction ``e`` has an embedding ``z_e``
+(dim ``emb_dim``). The genotype enters as its knockout mask ``k`` (batch, n): an MLP encodes it
+into a code ``h(k)`` (the first layer sums learned "knockout embeddings" of the removed
+reactions), and
 
-    v_e = s * softplus(z_e . h(k) + b_e - kappa_e k_e)
+    u_e = softplus_beta(b_e + z_e . h(k) - kappa_e k_e),      v = Pi_k(u)
 
-with a fixed flux scale ``s`` (mmol/gDW/h) and a learned knockout offset ``kappa_e >= 0``. The
-read-out is linear in ``h`` wherever a flux is active, so a code that lies in the null space of
-``S`` for training genotypes tends to stay there for new ones. With ``hard_knockouts`` the
-knocked-out fluxes are multiplied by 0 instead.
+* embeddings in the null space of S: ``Z = N W`` (``N`` an orthonormal basis of ker S, ``W``
+  learned), so moving ``h`` moves whole steady-state pathways; biases start at the wild-type
+  pFBA flux (warm start);
+* ``Pi_k`` (:func:`project_steady_state`) is the orthogonal projection onto
+  ``{v : S v = 0, v_e = 0 where k_e = 1}``: steady state and knockouts hold exactly, positivity
+  and upper bounds are left to the bounds term;
+* a continuation: the pfba, null and bounds weights grow from 1e-3 x to full over the first
+  ``ramp`` fraction of the epochs (fit first, then the physics).
+
+Without the projection (``project=False``) the null term is a soft penalty only; on E. coli core
+it then fights the fitness term and training stalls at a poor fit (see the ablations).
 
 Baselines on the same split: :class:`FitnessMLP` (gene indicator -> fitness, no mechanism),
 ablations (:func:`ablations`), and FBA itself (the labels' generator). :func:`run` is the
@@ -100,14 +108,18 @@ class FluxPINN(nn.Module):
     Parameters
     ----------
     n : number of split reactions.
-    basis : optional (n, k) orthonormal basis of the null space of S. When given, the
-        embeddings are ``Z = basis @ W`` with a learned ``W`` (k, emb_dim): every embedding
+    basis : optional (n, k) orthonormal basis of the null space of S. When given (and
+        ``null_space_embeddings``), the embeddings are ``Z = basis @ W`` with a learned ``W`` (k, emb_dim): every embedding
         column is a steady-state flux direction, so changing the code ``h`` moves whole
         pathways at once instead of single reactions.
     emb_dim : size of the embeddings and of ``h``; hidden : width of the genotype encoder.
     beta : sharpness of the softplus (1 / (mmol/gDW/h)).
     hard_knockouts : multiply knocked-out fluxes by 0 (otherwise only ``kappa`` and the bounds
         loss keep them down).
+    project : end with :func:`project_steady_state` (needs ``basis``): S v = 0 and zero flux
+        through knocked-out columns hold exactly; v may then be slightly negative.
+    null_space_embeddings : use ``Z = basis @ W`` (default when a basis is given); False learns
+        free embeddings ``Z`` (n, emb_dim).
     """
 
     def __init__(
