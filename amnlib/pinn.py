@@ -110,8 +110,8 @@ class FluxPINN(nn.Module):
     n : number of split reactions.
     basis : optional (n, k) orthonormal basis of the null space of S. When given (and
         ``null_space_embeddings``), the embeddings are ``Z = basis @ W`` with a learned ``W``
-        (k, emb_dim): every embedding column is a steady-state flux direction, so changing the code ``h`` moves whole
-        pathways at once instead of single reactions.
+        (k, emb_dim): every embedding column is a steady-state flux direction, so changing
+        the code ``h`` moves whole pathways at once instead of single reactions.
     emb_dim : size of the embeddings and of ``h``; hidden : width of the genotype encoder.
     beta : sharpness of the softplus (1 / (mmol/gDW/h)).
     hard_knockouts : multiply knocked-out fluxes by 0 (otherwise only ``kappa`` and the bounds
