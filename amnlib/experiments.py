@@ -72,7 +72,8 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     "pinn": (
         "amnlib.pinn:run",
         "Ch. 5: flux PINN on gene-deletion fitness (textbook doubles held out), essential genes",
-    ),    "amn": (
+    ),
+    "amn": (
         "amnlib.training:run",
         "Table 1: AMN-QP/LP/W vs ANN Dense/SV on 10,000 textbook pFBA samples, 5-fold + test",
     ),
