@@ -435,6 +435,18 @@ def train_mlp(
         raise ValueError(f"expected X (batch, n_genes) and fitness (batch,), got {X.shape}, "
                          f"{tuple(y.shape)}")
     model = FitnessMLP(X.shape[1], hidden).to(device)
+    threads = torch.get_num_threads()
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(1)  # a small MLP: one thread is fastest on a shared CPU
+    try:
+        curve = _mlp_loop(model, X, y, epochs, batch_size, lr, seed)
+    finally:
+        torch.set_num_threads(threads)
+    return model, curve
+
+
+def _mlp_loop(model, X, y, epochs, batch_size, lr, seed) -> list[float]:
+    device = X.device
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * int(np.ceil(len(X) / batch_size))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, lr * 1e-2)
@@ -452,7 +464,7 @@ def train_mlp(
             sched.step()
             total += float(loss.detach()) * len(idx)
         curve.append(total / len(X))
-    return model, curve
+    return curve
 
 
 @torch.no_grad()
