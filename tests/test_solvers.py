@@ -1,0 +1,146 @@
+"""Solvers of chapter 2 against COBRApy FBA on E. coli core (textbook)."""
+
+import numpy as np
+import pytest
+import torch
+
+from amnlib import solvers as sv
+
+MINIMAL = {"EX_co2_e": 10, "EX_h_e": 10, "EX_h2o_e": 10, "EX_nh4_e": 10, "EX_o2_e": 10,
+           "EX_pi_e": 10}
+
+
+def _media(net, rng, size):
+    """Minimal salts plus random carbon sources; keeps the media COBRApy grows on."""
+    carbons = ["EX_glc__D_e", "EX_fru_e", "EX_ac_e", "EX_succ_e", "EX_pyr_e", "EX_mal__L_e"]
+    media, growth = [], []
+    while len(media) < size:
+        med = dict(MINIMAL)
+        for e in carbons:
+            if rng.random() < 0.4:
+                med[e] = float(rng.integers(1, 6)) * 2
+        res = net.solve(med, method="fba")
+        if res.ok:
+            media.append(med)
+            growth.append(res.growth)
+    return media, np.array(growth)
+
+
+@pytest.fixture(scope="module")
+def media(textbook):
+    return _media(textbook, np.random.default_rng(0), 8)
+
+
+def test_pdhg_matches_cobrapy(textbook, media):
+    meds, growth = media
+    rep = sv.fast_fba(textbook, meds, max_iterations=5000, dtype=torch.float64)
+    g = rep.growth.numpy()
+    assert rep.iterations <= 5000
+    assert np.max(np.abs(g - growth) / growth) < 0.01
+    assert float(rep.violation.max()) < 1e-2
+    # the fluxes satisfy the mass balance and the medium's uptake bounds
+    v = rep.v.numpy()
+    assert np.abs(v @ textbook.S.T).max() < 1e-2
+    glc = textbook.index("EX_glc__D_e_i")
+    bounds = np.array([m.get("EX_glc__D_e", 0.0) for m in meds])
+    assert np.all(v[:, glc] <= bounds + 1e-3)
+    assert rep.dual is not None and rep.dual.shape[0] == len(meds)
+
+
+def test_rnn_ub_and_eb_converge(textbook, media):
+    meds, growth = media
+    keep = np.flatnonzero(growth > 0.2)[:4]  # low growth rates converge last (relative error)
+    meds, growth = [meds[i] for i in keep], growth[keep]
+    ub = sv.rnn_ub(textbook, meds, iterations=15_000, record_at=[1000])
+    err_ub = np.abs(ub.growth.numpy() - growth) / growth
+    assert err_ub.max() < 0.02
+    # growth rises towards the optimum over the iterations (paper Fig. 2D)
+    early = np.abs(ub.history[1000][:, textbook.biomass_index].numpy() - growth) / growth
+    assert early.max() > err_ub.max()
+    uptakes = np.array([textbook.solve(m, "pfba").v for m in meds])[
+        :, textbook.indices(textbook.in_ids)
+    ]
+    eb = sv.rnn_eb(textbook, uptakes, iterations=15_000, dt=5e-2)
+    assert np.max(np.abs(eb.growth.numpy() - growth) / growth) < 0.02
+
+
+def test_problem_shapes_and_rows(textbook):
+    prob = sv.fba_problem(textbook, [MINIMAL | {"EX_glc__D_e": 10}], mode="UB")
+    assert prob.A.shape == (67, textbook.n)  # rank of S for E. coli core
+    assert prob.ub[0, textbook.index("EX_glc__D_e_i")] == 10
+    assert prob.ub[0, textbook.index("EX_fru_e_i")] == 0  # not in the medium: closed
+    assert prob.lb[0, textbook.index("ATPM")] == pytest.approx(8.39)
+    eb = sv.fba_problem(textbook, np.zeros((2, len(textbook.in_ids))), mode="EB")
+    assert eb.A.shape[0] > prob.A.shape[0] and eb.b.shape == (2, eb.A.shape[0])
+
+
+def test_bad_inputs(textbook):
+    n_in = len(textbook.in_ids)
+    with pytest.raises(ValueError, match=r"shape \(batch, 20\)"):
+        sv.fba_problem(textbook, np.ones((3, n_in + 1)))
+    x = np.ones((2, n_in))
+    x[1, 3] = np.nan
+    with pytest.raises(ValueError, match=textbook.in_ids[3]):
+        sv.fba_problem(textbook, x)
+    with pytest.raises(ValueError, match="negative"):
+        sv.fba_problem(textbook, -x[:1])
+    with pytest.raises(ValueError, match="mode"):
+        sv.fba_problem(textbook, x[:1], mode="XB")
+    prob = sv.fba_problem(textbook, np.ones((1, n_in)))
+    with pytest.raises(ValueError, match="v0 must have shape"):
+        sv.solve_rnn(prob, iterations=1, v0=torch.zeros(2, 3))
+
+
+def test_infeasible_medium_is_reported(textbook):
+    # no carbon source: ATPM's 8.39 cannot be met, COBRApy says infeasible
+    assert textbook.solve(MINIMAL, method="fba").status == "infeasible"
+    rep = sv.fast_fba(textbook, [MINIMAL, MINIMAL | {"EX_glc__D_e": 10}], max_iterations=3000)
+    assert rep.converged.tolist() == [False, True]
+    assert torch.isfinite(rep.v).all()
+    assert rep.violation[0] > 0.01  # the mass balance cannot be met
+
+
+def test_gradient_matches_finite_differences(textbook):
+    X = sv.uptake_matrix(
+        textbook,
+        np.array([[10, 10, 10, 10, 10, 4, 10], [10, 10, 10, 10, 10, 20, 3]]),
+        ["EX_co2_e", "EX_h_e", "EX_h2o_e", "EX_nh4_e", "EX_pi_e", "EX_o2_e", "EX_glc__D_e"],
+    )
+    ex = ["EX_glc__D_e", "EX_o2_e"]
+    # envelope theorem (PDHG's bound multipliers) on both media, converged solves
+    rep = sv.fast_fba(textbook, X, max_iterations=3000, tol=1e-6, dtype=torch.float64)
+    env = rep.bound_dual.numpy()[:, textbook.indices([e + "_i" for e in ex])]
+    # autograd through 600 unrolled PDHG iterations on the O2-limited medium (slow backward)
+    grad = sv.gradient_check(textbook, X[:1], ex, max_iterations=600)
+    fd = grad["finite_difference"]
+    assert fd[0, 0] > 0.01 and fd[0, 1] > 0.01  # growth depends on both bounds there
+    np.testing.assert_allclose(grad["autograd"], fd, atol=5e-3)
+    fd2 = sv.gradient_check(textbook, X[1:], ex, max_iterations=1)["finite_difference"]
+    np.testing.assert_allclose(env, np.vstack([fd, fd2]), atol=5e-3)
+    assert fd2[0, 1] == pytest.approx(0.0, abs=1e-6)  # glucose-limited: O2 bound inactive
+
+
+def test_qp_and_lp_layers(textbook):
+    torch.manual_seed(0)
+    res = textbook.solve(MINIMAL | {"EX_glc__D_e": 10}, method="pfba")
+    v_ref = torch.tensor(res.v, dtype=torch.float32)[None]
+    v_in = v_ref[:, textbook.indices(textbook.in_ids)]
+    v0 = (v_ref + 0.5 * torch.rand_like(v_ref)).requires_grad_(True)
+    qp = sv.QPLayer(textbook, mode="EB", timestep=50, lr=1.0)
+    v, losses = qp(v0, v_in)
+    assert float(losses["L2"].detach()) < float(qp.losses(v0.detach(), v_in)["L2"])
+    assert torch.allclose(v[:, textbook.indices(textbook.in_ids)], v_in)  # EB: frozen inputs
+    losses["L2"].sum().backward()
+    assert v0.grad is not None and torch.isfinite(v0.grad).all()
+    lp = sv.LPLayer(textbook, mode="UB", iterations=200, dt=5e-2)
+    bounds = torch.tensor(
+        sv.uptake_matrix(textbook, np.array([[10.0] * 7]), list(MINIMAL) + ["EX_glc__D_e"]),
+        dtype=torch.float32,
+    )
+    v_lp, y_lp = lp(torch.zeros(1, textbook.n), bounds)
+    assert y_lp.shape == (1, 2 * textbook.n)
+    assert float(qp.losses(v_lp.detach(), bounds)["L2"]) < float(
+        qp.losses(v0.detach(), bounds)["L2"]
+    )
+    v_lp.sum().backward()
+    assert lp.log_dt.grad is not None and torch.isfinite(lp.log_dt.grad)
