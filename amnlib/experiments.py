@@ -69,6 +69,14 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
         "amnlib.rnnw:run",
         "Fig. 1: learn the toy network's RNN-W weights from pFBA fluxes, V^30 vs COBRApy",
     ),
+    "reservoir": (
+        "amnlib.reservoir:run",
+        "Fig. 4: AMN reservoir vs FBA/BFGS/OLS/XGBoost/RF/ANN on 110 measured E. coli media",
+    ),
+    "solvers": (
+        "amnlib.solvers:run",
+        "Fig. 2: RNN-EB, RNN-UB and restarted PDHG vs COBRApy on 50 textbook media",
+    ),
     "pinn": (
         "amnlib.pinn:run",
         "Ch. 5: flux PINN on gene-deletion fitness (textbook doubles held out), essential genes",
