@@ -209,7 +209,7 @@ def double_deletions(
 
 
 def _read(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path, dtype={"gene1": str, "gene2": str})
+    df = pd.read_csv(path, dtype={"gene1": str, "gene2": str}, float_precision="round_trip")
     df["gene2"] = df["gene2"].astype(object).where(df["gene2"].notna(), None)
     return df[_COLUMNS]
 

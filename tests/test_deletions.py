@@ -102,7 +102,7 @@ def test_essential_check_against_real_list(ijo1366, tmp_path):
     fitness = table.set_index("gene1").loc[genes, "fitness"].to_numpy()
     res = D.essential_check(genes, fitness)
     assert res["n_essential"] == 16 and res["n_genes"] == len(genes)
-    assert res["auc"] > 0.75  # FBA calls most listed genes lethal
+    assert res["auc"] > 0.7  # FBA calls most listed genes lethal (ties at f = 0 count half)
     assert res["recall"] == pytest.approx(11 / 16)
     with pytest.raises(ValueError, match="both classes"):
         D.essential_check(D.gene_ids(ijo1366)[:1], np.zeros(1))

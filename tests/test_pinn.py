@@ -79,7 +79,7 @@ def small(textbook, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(small):
-    return P.fit(small, P.PINNConfig(epochs=60, batch_size=32))
+    return P.fit(small, P.PINNConfig(epochs=60, batch_size=32, emb_dim=64, lambda_bounds=10.0))
 
 
 def test_pinn_learns_held_out_doubles_with_exact_physics(small, trained):
@@ -97,7 +97,7 @@ def test_pinn_learns_held_out_doubles_with_exact_physics(small, trained):
 
 
 def test_dropping_the_fitness_term_loses_the_signal(small, trained):
-    cfg = P.PINNConfig(epochs=10, batch_size=32, lambda_fit=0.0)
+    cfg = P.PINNConfig(epochs=10, batch_size=32, emb_dim=64, lambda_fit=0.0)
     m = P.evaluate(P.fit(small, cfg), small)
     assert m["rmse"] > 1.5 * P.evaluate(trained, small)["rmse"]
 
