@@ -206,6 +206,9 @@ def project_steady_state(u: torch.Tensor, ko: torch.Tensor, basis: torch.Tensor,
     so it is cheap for the few columns a deletion removes. The result can be slightly negative:
     the bounds term of the loss penalises that. Returns ``u``'s dtype.
     """
+    if u.shape != ko.shape or u.shape[-1] != basis.shape[0]:
+        raise ValueError(f"u {tuple(u.shape)} and ko {tuple(ko.shape)} must both be "
+                         f"(batch, {basis.shape[0]})")
     N = basis.to(torch.float64)
     a0 = u.to(torch.float64) @ N  # (batch, k)
     counts = (ko > 0.5).sum(-1)
