@@ -1,0 +1,129 @@
+"""Seconds per training epoch of each AMN architecture (paper Table 1, "Time per epoch").
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_amn.py [--table1 PATH] [--skip-genome]
+
+For every architecture, one epoch over the 8,000 training media of the textbook protocol
+(10,000 samples, 5 folds) is timed with the paper's batch size (5; measured on a slice of the
+epoch and scaled to 8,000 samples) and with our batch size (100, a full epoch). The ratio is the
+paper's per-epoch time (8-core Intel i9, Table 1) divided by ours: above 1, we are faster.
+A small genome-scale check (iJO1366, a few hundred pFBA samples) records the cost of one epoch
+there. ``--table1 PATH`` merges a JSON written by ``amnlib reproduce amn --json PATH`` (the full
+protocol) under ``table1``. Writes ``benchmarks/results/amn.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from amnlib.models import AMN, ARCHITECTURES
+from amnlib.training import PAPER_TABLE1, Protocol, fit, textbook_data
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks" / "results" / "amn.json"
+TRAIN = 8_000  # training media per fold (10,000 x 4/5)
+PAPER_SECONDS = {a: PAPER_TABLE1.get((a, "biomass"), {}).get("seconds_per_epoch")
+                 for a in ARCHITECTURES}
+
+
+def time_epoch(net, arch: str, X, Y, batch_size: int, n_samples: int, hidden: int) -> float:
+    """Wall time (s) of one training epoch over ``n_samples`` media, scaled to ``TRAIN``."""
+    torch.manual_seed(0)
+    model = AMN(net, arch, hidden=hidden, x_scale=X.max(0))
+    fit(model, net, X[:batch_size * 2], Y[:batch_size * 2], target="biomass", epochs=1,
+        batch_size=batch_size, progress=False)  # warm-up
+    t0 = time.perf_counter()
+    fit(model, net, X[:n_samples], Y[:n_samples], target="biomass", epochs=1,
+        batch_size=batch_size, progress=False)
+    return (time.perf_counter() - t0) * TRAIN / n_samples
+
+
+def genome_check(size: int = 200, epochs: int = 2) -> dict:
+    """A CPU check of the pipeline on iJO1366: generate, train AMN-QP, time an epoch."""
+    from amnlib.network import MetabolicNetwork
+    from amnlib.simulate import generate
+    from amnlib.training import evaluate
+
+    t0 = time.perf_counter()
+    ts = generate("iJO1366", spec="iML1515", size=size, seed=0, progress=False)
+    t_gen = time.perf_counter() - t0
+    net = MetabolicNetwork.load("iJO1366", medium=ts.x_ids)
+    n = int(0.8 * len(ts.X))
+    torch.manual_seed(0)
+    model = AMN(net, "AMN-QP", hidden=200, x_scale=np.maximum(ts.X.max(0), 1e-6))
+    hist = fit(model, net, ts.X[:n], ts.Y[:n], target="biomass", epochs=epochs, batch_size=20,
+               lr=3e-3, progress=False)
+    m = evaluate(model, ts.X[n:], ts.Y[n:], "biomass", net.S)
+    return {
+        "model": "iJO1366", "spec": "iML1515", "samples": len(ts.X), "n": net.n, "m": net.m,
+        "n_in": len(ts.x_ids), "generation_seconds": t_gen, "epochs": epochs,
+        "seconds_per_epoch": hist.seconds_per_epoch,
+        "seconds_per_epoch_8000": hist.seconds_per_epoch * TRAIN / n,
+        "parameters": model.n_parameters(), "q2_growth_holdout": m["q2"], "sv2": m["sv2"],
+        "note": "plumbing check only (a few hundred samples, 2 epochs); the paper's "
+                "genome-scale row needs a GPU",
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--table1", type=Path, help="JSON of `amnlib reproduce amn --json`")
+    ap.add_argument("--skip-genome", action="store_true")
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    protocol = Protocol.full()
+    net, ts = textbook_data(protocol)
+    X, Y = ts.X[:TRAIN].astype(np.float32), ts.Y[:TRAIN].astype(np.float32)
+    # slice of the epoch timed at batch 5, per architecture (slow layers get fewer samples)
+    slice5 = {"ANN Dense": 2000, "ANN SV": 2000, "AMN-QP": 1000, "AMN-LP": 50, "AMN-W": 250}
+    slice100 = {"AMN-LP": 1000, "AMN-W": 2000}
+    rows = {}
+    for arch in ARCHITECTURES:
+        s5 = time_epoch(net, arch, X, Y, 5, slice5[arch], protocol.hidden)
+        s100 = time_epoch(net, arch, X, Y, 100, slice100.get(arch, TRAIN), protocol.hidden)
+        paper = PAPER_SECONDS.get(arch)
+        rows[arch] = {
+            "seconds_per_epoch_batch5": s5,
+            "seconds_per_epoch_batch100": s100,
+            "paper_seconds_per_epoch": paper,
+            "ratio_paper_over_ours_batch5": paper / s5 if paper else None,
+            "ratio_paper_over_ours_batch100": paper / s100 if paper else None,
+            "timed_samples_batch5": slice5[arch],
+        }
+        print(f"{arch:10s} batch 5: {s5:8.2f} s/epoch  batch 100: {s100:7.2f} s/epoch  "
+              f"paper: {paper}", flush=True)
+    record = {
+        "machine": {
+            "platform": platform.platform(), "processor": platform.processor(),
+            "cpus": os.cpu_count(), "torch": torch.__version__,
+            "python": sys.version.split()[0], "threads": torch.get_num_threads(),
+            "device": "cpu", "note": "shared 2-core machine (other jobs running)",
+        },
+        "protocol": {"train_media_per_epoch": TRAIN, "hidden": protocol.hidden},
+        "seconds_per_epoch": rows,
+    }
+    if not args.skip_genome:
+        record["genome_scale"] = genome_check()
+        print("iJO1366:", record["genome_scale"], flush=True)
+    if args.table1 is not None:
+        rep = json.loads(args.table1.read_text())
+        record["table1"] = {k: v for k, v in rep.items() if k not in ("paper", "notes")}
+        record["table1_paper"] = rep.get("paper", {})
+        record["table1_notes"] = rep.get("notes", [])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1, default=float))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
