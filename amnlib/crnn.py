@@ -846,6 +846,40 @@ def recover(
                     res.seconds + warm_seconds, tr, va, removed)
 
 
+def notebook_settings(fast: bool) -> dict[str, object]:
+    """Sizes of the chapter notebook: the case-1 recovery (``recover`` keywords, smaller than
+    :func:`case1_settings`' full run so the book builds in minutes), the higher-order fits and
+    the stiffness sweep."""
+    if fast:
+        recovery = {"n_experiments": 15, "n_train": 10, "n_times": 50, "n_starts": 2,
+                    "warm_iterations": 150, "epochs": 30, "retrain_epochs": 20}
+        return {"recovery": recovery, "ho_epochs": 60, "ho_experiments": 6, "ho_times": 20,
+                "k_revs": (1.0, 100.0, 10000.0), "explicit_max_k_rev": 1.0}
+    recovery = {"n_experiments": 30, "n_train": 20, "n_times": 50, "n_starts": 3,
+                "warm_iterations": 300, "epochs": 60, "retrain_epochs": 40}
+    return {"recovery": recovery, "ho_epochs": 200, "ho_experiments": 8, "ho_times": 25,
+            "k_revs": (1.0, 10.0, 100.0, 1000.0, 10000.0), "explicit_max_k_rev": 10.0}
+
+
+def plot_trajectories(ax, data: KineticsData, pred: np.ndarray, experiment: int = 0,
+                      species: Sequence[str] | None = None):
+    """Measured (dots) and fitted (lines) concentrations (a.u.) against time (s) of one
+    experiment; ``pred`` ``(N, T, S_model)`` from :func:`evaluate`."""
+    import matplotlib.pyplot as plt
+
+    species = list(data.species if species is None else species)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, name in enumerate(species):
+        j = data.species.index(name)
+        c = colors[i % len(colors)]
+        ax.plot(data.t, data.y[experiment, :, j], "o", ms=3, alpha=0.6, color=c)
+        ax.plot(data.t, pred[experiment, :, j], "-", lw=1.8, color=c, label=name)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("concentration (a.u.)")
+    ax.legend(frameon=False, ncol=len(species))
+    return ax
+
+
 def _scale_np(data: KineticsData) -> np.ndarray:
     return species_scale(torch.as_tensor(data.y)).numpy()
 
@@ -992,7 +1026,8 @@ __all__ = [
     "CLAMP_MIN", "CRNN", "KineticsData", "Mechanism", "Recovery", "TrainResult",
     "case1_mechanism", "compare", "crnn_loss", "evaluate", "generate_data",
     "higher_order_study", "stiffness_sweep",
-    "integral_prediction", "order_penalty", "parse_mechanism", "pre_equilibrium_mechanism",
+    "integral_prediction", "notebook_settings", "order_penalty", "plot_trajectories",
+    "parse_mechanism", "pre_equilibrium_mechanism",
     "prune", "recover", "run",
     "species_scale", "third_order_mechanism", "train", "warm_start",
 ]
