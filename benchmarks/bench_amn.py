@@ -75,12 +75,30 @@ def genome_check(size: int = 200, epochs: int = 2) -> dict:
     }
 
 
+def _merge(record: dict, path: Path) -> None:
+    """Add the records of an ``amnlib reproduce amn --json`` file under ``table1``."""
+    rep = json.loads(path.read_text())
+    record["table1"] = {k: v for k, v in rep.items() if k not in ("paper", "notes")}
+    record["table1_paper"] = rep.get("paper", {})
+    record["table1_notes"] = rep.get("notes", [])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table1", type=Path, help="JSON of `amnlib reproduce amn --json`")
     ap.add_argument("--skip-genome", action="store_true")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--merge-only", action="store_true",
+                    help="only merge --table1 into an existing --out file (no timing)")
     args = ap.parse_args()
+    if args.merge_only:
+        if args.table1 is None or not args.out.exists():
+            ap.error("--merge-only needs --table1 and an existing --out file")
+        record = json.loads(args.out.read_text())
+        _merge(record, args.table1)
+        args.out.write_text(json.dumps(record, indent=1, default=float))
+        print(f"merged {args.table1} into {args.out}")
+        return
     protocol = Protocol.full()
     net, ts = textbook_data(protocol)
     X, Y = ts.X[:TRAIN].astype(np.float32), ts.Y[:TRAIN].astype(np.float32)
@@ -116,10 +134,7 @@ def main() -> None:
         record["genome_scale"] = genome_check()
         print("iJO1366:", record["genome_scale"], flush=True)
     if args.table1 is not None:
-        rep = json.loads(args.table1.read_text())
-        record["table1"] = {k: v for k, v in rep.items() if k not in ("paper", "notes")}
-        record["table1_paper"] = rep.get("paper", {})
-        record["table1_notes"] = rep.get("notes", [])
+        _merge(record, args.table1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1, default=float))
     print(f"wrote {args.out}")
