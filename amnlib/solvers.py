@@ -560,7 +560,7 @@ def _spectral_norm(M: Tensor, iterations: int = 300) -> float:
 def solve_pdhg(
     problem: LPProblem,
     max_iterations: int = 5_000,
-    tol: float = 1e-4,
+    tol: float = 1e-3,
     check_every: int = 64,
     v0: Tensor | None = None,
     record_at: Sequence[int] = (),
@@ -569,6 +569,7 @@ def solve_pdhg(
     scheme: str = "halpern",
     reflection: float = 1.0,
     sparse: bool | None = None,
+    compact: bool = True,
 ) -> SolverReport:
     """Restarted primal-dual hybrid gradient with diagonal preconditioning (PDLP-style).
 
@@ -671,6 +672,10 @@ def solve_pdhg(
     if scheme not in ("halpern", "average"):
         raise ValueError(f"scheme must be 'halpern' or 'average', got {scheme!r}")
     halpern = scheme == "halpern"
+    # finished media leave the batch (compaction); their results wait in out_x / out_y
+    active = torch.arange(batch, device=device)
+    out_x, out_y = x, y
+    out_done = torch.zeros(batch, dtype=torch.bool, device=device)
     x0, y0 = x, y  # Halpern anchor (the last restart point)
     xT, yT = x, y
     res_last = torch.full((batch,), math.inf, dtype=dtype, device=device)
@@ -698,7 +703,8 @@ def solve_pdhg(
                 it += 1
                 since = since + 1
                 if it in record:
-                    history[it] = (xT * dc).detach().clone()
+                    full = out_x.detach().index_copy(0, active, xT.detach())
+                    history[it] = (full * dc).clone()
             if halpern:
                 err, ok = kkt(xT, yT, w)
                 with torch.no_grad():  # fixed-point residual of the last PDHG step
@@ -751,7 +757,27 @@ def solve_pdhg(
                 count = torch.where(m, torch.zeros_like(count), count)
                 since = torch.where(restart, torch.zeros_like(since), since)
             done = done | ok
-    x, y = xT, yT
+            if compact and bool(done.any()):
+                idx = active[done]
+                out_x = out_x.index_copy(0, idx, xT[done])
+                out_y = out_y.index_copy(0, idx, yT[done])
+                out_done[idx] = True
+                keep_rows = ~done
+                active = active[keep_rows]
+                if active.numel() == 0:
+                    break
+                (x, y, xT, yT, x0, y0, x_avg, y_avg, x_last, y_last, w, count, since, res_last,
+                 kkt_prev, bs, ls, us, us_fin, fin_u, bnorm, done) = (
+                    t[keep_rows] for t in (
+                        x, y, xT, yT, x0, y0, x_avg, y_avg, x_last, y_last, w, count, since,
+                        res_last, kkt_prev, bs, ls, us, us_fin, fin_u, bnorm, done,
+                    )
+                )
+    if active.numel():
+        out_x = out_x.index_copy(0, active, xT)
+        out_y = out_y.index_copy(0, active, yT)
+        out_done[active] = done
+    x, y, done = out_x, out_y, out_done
     v = x * dc
     y_orig = y * dr  # shadow prices of the minimisation
     with torch.no_grad():
