@@ -112,6 +112,7 @@ class LPProblem:
     mode : "UB" or "EB".
     biomass_index : column of the growth rate.
     reaction_ids : the n split ids (for messages).
+    rows : which rows of ``[S; E]`` were kept in ``A``.
     """
 
     A: Tensor
@@ -122,6 +123,7 @@ class LPProblem:
     mode: str
     biomass_index: int
     reaction_ids: list[str] = field(repr=False)
+    rows: list[int] = field(default_factory=list, repr=False)
 
     @property
     def batch(self) -> int:
@@ -213,7 +215,7 @@ def fba_problem(
     parsimony: float = 0.0,
     device=None,
     dtype=None,
-    reduce_rows: bool = True,
+    reduce_rows: bool | Sequence[int] = True,
 ) -> LPProblem:
     """Build the batched FBA problem of ``network`` for a batch of media.
 
@@ -231,7 +233,8 @@ def fba_problem(
     device, dtype : default: those of ``media`` when it is a tensor, else CPU / float32.
     reduce_rows : keep only independent rows of ``A`` (needed by the RNN solvers for
         ``(A A^T)^-1``; PDHG does not need it, and for genome-scale models the QR costs
-        minutes, so :func:`fast_fba` only drops all-zero rows).
+        minutes, so :func:`fast_fba` only drops all-zero rows). A sequence of row indices
+        (``problem.rows`` of an earlier call with the same mode) skips the QR.
 
     Returns an :class:`LPProblem` with ``batch`` rows.
     """
@@ -266,7 +269,9 @@ def fba_problem(
             [torch.zeros(batch, network.m, device=device, dtype=dtype), v_in[:, uptake_cols]],
             dim=1,
         )
-    if reduce_rows:
+    if not isinstance(reduce_rows, bool):
+        rows = np.asarray(reduce_rows, dtype=int)
+    elif reduce_rows:
         rows = independent_rows(A_full)
     else:
         rows = np.flatnonzero(np.abs(A_full).sum(axis=1) > 0)
@@ -289,6 +294,7 @@ def fba_problem(
     return LPProblem(
         A=A, b=b, lb=lb, ub=ub, c=c, mode=mode,
         biomass_index=network.biomass_index, reaction_ids=list(network.reaction_ids),
+        rows=[int(r) for r in rows],
     )
 
 
@@ -587,7 +593,9 @@ def solve_pdhg(
     * a medium stops when ``||A v - b|| <= tol (1 + ||b||)`` and the duality gap
       ``<= tol (1 + |primal| + |dual|)`` (every bound is finite, so dual feasibility holds).
 
-    Returns a :class:`SolverReport` with ``dual`` (shadow prices of ``A v = b``, d growth / d b)
+    Media that meet the tolerance leave the batch (``compact=True``), so the stragglers run on
+    a smaller batch. Returns a :class:`SolverReport` with ``dual`` (shadow prices of
+    ``A v = b``, d growth / d b)
     and ``bound_dual`` (d growth / d ub). Infeasible media never meet the tolerance and come
     back with ``converged = False``. Gradients flow through the iterations (autograd).
     """
@@ -967,17 +975,25 @@ class LPLayer(nn.Module):
             self.log_dt = nn.Parameter(log_dt)
         else:
             self.register_buffer("log_dt", log_dt)
+        template = fba_problem(network, np.zeros((1, len(network.in_ids))), mode=self.mode,
+                               objective=objective, dtype=torch.float64)
+        self._rows = template.rows  # independent rows: the QR is done once
+        self._projectors: dict[tuple, tuple[Tensor, Tensor]] = {}
 
     def forward(
         self, v0: Tensor, v_in: Tensor, y0: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         problem = fba_problem(
-            self.network, v_in, mode=self.mode, objective=self.objective, dtype=v0.dtype
+            self.network, v_in, mode=self.mode, objective=self.objective, dtype=v0.dtype,
+            device=v0.device, reduce_rows=self._rows,
         )
         batch, n = problem.lb.shape
         v0 = _check_state_grad(v0, (batch, n), "v0")
         y = torch.zeros(batch, 2 * n, device=v0.device, dtype=v0.dtype) if y0 is None else y0
-        Q, P = _projector(problem.A)
+        key = (v0.dtype, str(v0.device))
+        if key not in self._projectors:
+            self._projectors[key] = _projector(problem.A)
+        Q, P = self._projectors[key]
         q = problem.b @ Q.T
         h = torch.cat([problem.ub, -problem.lb], dim=1)
         step = torch.exp(self.log_dt).to(v0) * torch.ones_like(v0[:, :1])
