@@ -579,12 +579,14 @@ def ols_predict(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, seed: int = 0)
     return fit.predict(sm.add_constant(X_test, has_constant="add"))
 
 
-def xgboost_predict(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Gradient-boosted trees (XGBoost; shallow trees, shrinkage 0.05, 300 rounds)."""
+def xgboost_predict(
+    X: np.ndarray, y: np.ndarray, X_test: np.ndarray, seed: int = 0, trees: int = 200
+) -> np.ndarray:
+    """Gradient-boosted trees (XGBoost; depth 3, shrinkage 0.05, ``trees`` rounds)."""
     import xgboost
 
     model = xgboost.XGBRegressor(
-        n_estimators=300, max_depth=3, learning_rate=0.05, subsample=0.8,
+        n_estimators=int(trees), max_depth=3, learning_rate=0.05, subsample=0.8,
         random_state=int(seed), n_jobs=1,
     )  # fmt: skip
     model.fit(X, y)
@@ -592,12 +594,12 @@ def xgboost_predict(X: np.ndarray, y: np.ndarray, X_test: np.ndarray, seed: int 
 
 
 def random_forest_predict(
-    X: np.ndarray, y: np.ndarray, X_test: np.ndarray, seed: int = 0
+    X: np.ndarray, y: np.ndarray, X_test: np.ndarray, seed: int = 0, trees: int = 200
 ) -> np.ndarray:
-    """Random forest (scikit-learn, 300 trees)."""
+    """Random forest (scikit-learn, ``trees`` trees)."""
     from sklearn.ensemble import RandomForestRegressor
 
-    model = RandomForestRegressor(n_estimators=300, random_state=int(seed), n_jobs=1)
+    model = RandomForestRegressor(n_estimators=int(trees), random_state=int(seed), n_jobs=1)
     model.fit(X, y)
     return model.predict(X_test)
 
@@ -897,23 +899,29 @@ def sizes(fast: bool) -> dict[str, Any]:
     if fast:
         return dict(n_splits=5, seeds=(0,), bfgs_maxiter=3, bfgs_cv_maxiter=2, bfgs_cv_seeds=(0,),
                     pretrain_size=110, pretrain_epochs=3, reservoir_epochs=150, ann_epochs=200,
-                    architecture="ANN Dense")  # fmt: skip
+                    trees=50, architecture="ANN Dense")  # fmt: skip
     return dict(n_splits=10, seeds=(0, 1, 2), bfgs_maxiter=25, bfgs_cv_maxiter=10,
                 bfgs_cv_seeds=(0,), pretrain_size=330, pretrain_epochs=30, reservoir_epochs=300,
-                ann_epochs=600, architecture="ANN Dense")  # fmt: skip
+                ann_epochs=600, trees=200, architecture="ANN Dense")  # fmt: skip
 
 
 def baseline_predictions(
     data: GrowthData, folds: Sequence[Fold], names: Sequence[str] | None = None,
-    ann_epochs: int = 600,
+    ann_epochs: int = 600, trees: int = 200,
 ) -> dict[str, np.ndarray]:
     """Held-out predictions (n_seeds, n) of the black-box :data:`BASELINES` on the carbon
-    columns."""
+    columns (``trees``: XGBoost rounds and random-forest trees)."""
     X, y = data.carbon, data.y
     out = {}
     for name in names or list(BASELINES):
+        if name not in BASELINES:
+            raise ValueError(f"unknown baseline {name!r}; known: {list(BASELINES)}")
         fn = BASELINES[name]
-        kw = {"epochs": ann_epochs} if name == "ann" else {}
+        kw: dict[str, int] = {}
+        if name == "ann":
+            kw = {"epochs": ann_epochs}
+        elif name in ("xgboost", "random_forest"):
+            kw = {"trees": trees}
         out[name] = cross_val_predict(
             lambda tr, te, s, fn=fn, kw=kw: fn(X[tr], y[tr], X[te], seed=s, **kw), folds, len(y)
         )
@@ -967,7 +975,7 @@ def run(fast: bool = False, full: bool = False, network: MetabolicNetwork | None
     fba = MediumFBA(network, data.in_ids)
     fb = fba_predictions(fba, data, folds, sz["bfgs_maxiter"], sz["bfgs_cv_maxiter"],
                          sz["bfgs_cv_seeds"])  # fmt: skip
-    base = baseline_predictions(data, folds, ann_epochs=sz["ann_epochs"])
+    base = baseline_predictions(data, folds, ann_epochs=sz["ann_epochs"], trees=sz["trees"])
     pre = pretrain_reservoir(network, size=sz["pretrain_size"], epochs=sz["pretrain_epochs"],
                              architecture=sz["architecture"], device=pick_device())  # fmt: skip
     held, train_r2, model = cross_val_reservoir(pre, data.C, y, folds,
