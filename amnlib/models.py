@@ -252,6 +252,14 @@ class AMN(nn.Module):
             "output": self.output,
         }
 
+    @property
+    def mechanism(self) -> str:
+        """Class name of the mechanistic layer (``QPLayer``, ``LPLayer``, ``RNNW``) or ``"-"``."""
+        if self.layer is None:
+            return "-"
+        inner = getattr(self.layer, "layer", None) or getattr(self.layer, "rnn", None)
+        return type(inner if inner is not None else self.layer).__name__
+
     def n_parameters(self) -> int:
         """Trainable parameters (prior + mechanistic layer)."""
         return count_parameters(self)

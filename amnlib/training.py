@@ -518,8 +518,8 @@ class Protocol:
     def book(cls) -> Protocol:
         """The notebook's default: the same data, one hold-out split, fewer epochs."""
         return cls(
-            folds=1, epochs=25, epochs_by={"AMN-LP": 4, "AMN-W": 6},
-            max_train={"AMN-LP": 1000, "AMN-W": 2000}, batch_by={"AMN-LP": 200},
+            folds=1, epochs=20, epochs_by={"AMN-LP": 12, "AMN-W": 8},
+            max_train={"AMN-LP": 2000, "AMN-W": 2000}, batch_by={"AMN-LP": 50, "AMN-W": 50},
         )
 
     @classmethod
