@@ -1117,7 +1117,7 @@ def compare_solvers(
             network, U, iterations=paper_eb_iterations, record_at=log_checkpoints(
                 paper_eb_iterations)
         )
-    fgrid = log_checkpoints(fast_iterations)
+    fgrid = sorted(set(log_checkpoints(fast_iterations)) | set(range(500, fast_iterations, 500)))
     reports["PDHG"] = fast_fba(network, X, max_iterations=fast_iterations, record_at=fgrid)
     if parsimony:
         reports["PDHG + parsimony"] = fast_fba(
