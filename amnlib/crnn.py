@@ -28,10 +28,11 @@ Public surface: :class:`Mechanism` (printer :meth:`Mechanism.format` and parser
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,8 +44,24 @@ from amnlib.experiments import Report
 #: Concentrations are clamped to at least this value before the logarithm (a.u.).
 CLAMP_MIN = 1e-10
 
+#: torchdiffeq's adaptive solvers (they accept a step budget).
+_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+
 #: Printed number of significant digits of the mechanism printer.
 DIGITS = 4
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one CPU thread inside the block (restored afterwards). CRNN tensors are
+    tiny, so intra-op threads only add synchronisation, which on a busy machine costs more than
+    the arithmetic (10x slow-downs measured on the shared 2-core CPU)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------------------------
@@ -451,24 +468,37 @@ class CRNN(nn.Module):
         atol: float = 1e-8,
         adjoint: bool = False,
         options: dict | None = None,
+        max_steps: int | None = 2000,
+        fallback: str | None = "rk4",
     ) -> torch.Tensor:
         """Integrate all experiments as one batched state: ``x0`` ``(B, S)``, ``t`` ``(T,)``
         -> ``(B, T, S)``. ``method`` is any torchdiffeq solver (adaptive ``dopri5`` by default,
         ``"scipy_solver"`` with ``options={"solver": "Radau"}`` for stiff problems);
-        ``adjoint=True`` back-propagates with the adjoint method (memory O(1) in time)."""
+        ``adjoint=True`` back-propagates with the adjoint method (memory O(1) in time).
+
+        Early in training, candidate reactions with small fractional orders make the ODE stiff
+        near zero concentrations; an adaptive explicit solver then takes millions of tiny steps.
+        ``max_steps`` caps the adaptive steps, after which the solve is redone with the fixed-step
+        ``fallback`` (RK4 on the output grid; ``None`` re-raises)."""
         from torchdiffeq import odeint, odeint_adjoint
 
         x0 = x0.to(self.w_out)
         t = t.to(self.w_out)
+        if max_steps and method in _ADAPTIVE:
+            options = {**(options or {}), "max_num_steps": max_steps}
         kwargs = {"method": method, "rtol": rtol, "atol": atol, "options": options}
         if adjoint:
             sol = odeint_adjoint(self, x0, t, adjoint_params=tuple(self.parameters()), **kwargs)
-        else:
-            self._cache = (self.log_k(), self.orders().T, self.stoichiometry())
-            try:
-                sol = odeint(self, x0, t, **kwargs)
-            finally:
-                self._cache = None
+            return sol.transpose(0, 1)
+        self._cache = (self.log_k(), self.orders().T, self.stoichiometry())
+        try:
+            sol = odeint(self, x0, t, **kwargs)
+        except (RuntimeError, AssertionError):  # step budget exhausted or step underflow
+            if fallback is None:
+                raise
+            sol = odeint(self, x0, t, method=fallback)
+        finally:
+            self._cache = None
         return sol.transpose(0, 1)
 
     # -- reading the mechanism -------------------------------------------------------------
@@ -591,6 +621,7 @@ def train(
     rtol: float = 1e-6,
     atol: float = 1e-8,
     adjoint: bool = False,
+    max_steps: int | None = 500,
     clip: float | None = 1.0,
     val_every: int = 10,
     history: TrainResult | None = None,
@@ -603,7 +634,9 @@ def train(
     evaluations. ``objective="trajectory"`` integrates the ODE (``method``: any torchdiffeq
     solver, adaptive ``dopri5`` by default); ``"integral"`` uses :func:`integral_prediction`.
     ``loss``: ``"mae"`` (default for Adam) or ``"mse"`` (default for L-BFGS), plus
-    ``penalty * order_penalty``. Appends to ``history`` when given."""
+    ``penalty * order_penalty``. ``max_steps`` caps the adaptive solver's steps per solve (a
+    stiff candidate then falls back to RK4 on the measurement grid, see
+    :meth:`CRNN.simulate`). Appends to ``history`` when given."""
     if optimizer not in ("adam", "lbfgs"):
         raise ValueError(f"unknown optimizer {optimizer!r}; use 'adam' or 'lbfgs'")
     if objective not in ("trajectory", "integral"):
@@ -628,14 +661,16 @@ def train(
         if objective == "integral":
             pred = integral_prediction(model, t, x0, y)
         else:
-            pred = model.simulate(x0, t, method=method, rtol=rtol, atol=atol, adjoint=adjoint)
+            pred = model.simulate(x0, t, method=method, rtol=rtol, atol=atol, adjoint=adjoint,
+                                  max_steps=max_steps)
         value = crnn_loss(pred, y, scale, observed=observed, kind=kind)
         res.history["train"].append(value.item())
         if penalty:
             value = value + penalty * order_penalty(model.orders())
         if val is not None and (count[0] % val_every == 0):
             with torch.no_grad():
-                pv = model.simulate(x0v, tv, method=method, rtol=rtol, atol=atol)
+                pv = model.simulate(x0v, tv, method=method, rtol=rtol, atol=atol,
+                                    max_steps=max_steps)
                 res.history["val"].append(
                     crnn_loss(pv, yv, scale, observed=observed, kind=kind).item())
         count[0] += 1
@@ -693,7 +728,7 @@ def warm_start(
                      device=device, **model_kwargs)
         train(model, data, epochs=iterations, optimizer="lbfgs", objective="integral")
         try:
-            value, _ = evaluate(model, data, rtol=1e-5, atol=1e-7)
+            value, _ = evaluate(model, data, rtol=1e-5, atol=1e-7, max_steps=500)
         except AssertionError:  # the solver gave up on a stiff, poor candidate
             value = float("inf")
         value = value if math.isfinite(value) else float("inf")
@@ -726,7 +761,7 @@ def prune(model: CRNN, threshold: float = 0.01) -> int:
 def evaluate(
     model: CRNN, data: KineticsData, *, observed: Sequence[int] | None = None,
     scale: np.ndarray | None = None, method: str = "dopri5", rtol: float = 1e-7,
-    atol: float = 1e-9, options: dict | None = None,
+    atol: float = 1e-9, options: dict | None = None, max_steps: int | None = 2000,
 ) -> tuple[float, np.ndarray]:
     """Scaled MAE of ``model`` on ``data`` and its trajectories ``(N, T, S_model)``."""
     device, dtype = model.w_out.device, model.w_out.dtype
@@ -734,7 +769,7 @@ def evaluate(
     sc = species_scale(y) if scale is None else torch.as_tensor(scale, device=device, dtype=dtype)
     with torch.no_grad():
         pred = model.simulate(_pad(x0, len(model.species)), t, method=method, rtol=rtol,
-                              atol=atol, options=options)
+                              atol=atol, options=options, max_steps=max_steps)
         loss = crnn_loss(pred, y, sc, observed=observed)
     return float(loss), pred.cpu().numpy()
 
@@ -815,13 +850,25 @@ def recover(
     retrain_epochs: int = 100,
     threshold: float = 0.01,
     tied_orders: bool = True,
+    method: str = "dopri5",
     seed: int = 0,
     device=None,
 ) -> Recovery:
     """The case-1 pipeline: noisy data from ``truth`` (default case 1), a multi-start integral
     matching warm start (:func:`warm_start`), L-BFGS on the simulated trajectories (adaptive
     ``dopri5``, ``epochs`` evaluations), pruning ``|w| < threshold``, re-training
-    (``retrain_epochs``), and the comparison with the truth."""
+    (``retrain_epochs``), and the comparison with the truth. ``method``: the solver of the
+    trajectory stages (``"rk4"``: fixed steps on the measurement grid, cheaper and immune to
+    stiff candidates)."""
+    with single_thread():
+        return _recover(truth, n_reactions, n_experiments, n_train, n_times, noise, n_starts,
+                        warm_iterations, epochs, retrain_epochs, threshold, tied_orders, method,
+                        seed, device)
+
+
+def _recover(truth, n_reactions, n_experiments, n_train, n_times, noise, n_starts,
+             warm_iterations, epochs, retrain_epochs, threshold, tied_orders, method, seed,
+             device) -> Recovery:
     truth = case1_mechanism() if truth is None else truth
     n_reactions = truth.n_reactions if n_reactions is None else n_reactions
     data = generate_data(truth, n_experiments=n_experiments, n_times=n_times, noise=noise,
@@ -831,15 +878,15 @@ def recover(
     model, _ = warm_start(tr, n_reactions, n_starts=n_starts, iterations=warm_iterations,
                           tied_orders=tied_orders, seed=seed, device=device)
     warm_seconds = time.perf_counter() - start
-    res = train(model, tr, epochs=epochs, optimizer="lbfgs", val=va, val_every=5)
+    res = train(model, tr, epochs=epochs, optimizer="lbfgs", method=method, val=va, val_every=5)
     removed = prune(model, threshold)
-    res = train(model, tr, epochs=retrain_epochs, optimizer="lbfgs", val=va, val_every=5,
-                history=res)
+    res = train(model, tr, epochs=retrain_epochs, optimizer="lbfgs", method=method, val=va,
+                val_every=5, history=res)
     # weights may shrink below the threshold while re-training: a second, final pass
     again = prune(model, threshold)
     if again:
-        res = train(model, tr, epochs=max(retrain_epochs // 2, 1), optimizer="lbfgs", val=va,
-                    val_every=5, history=res)
+        res = train(model, tr, epochs=max(retrain_epochs // 2, 1), optimizer="lbfgs",
+                    method=method, val=va, val_every=5, history=res)
     removed += again
     learned = model.mechanism()
     return Recovery(model, learned, compare(learned, truth), res.history,
@@ -852,12 +899,13 @@ def notebook_settings(fast: bool) -> dict[str, object]:
     the stiffness sweep."""
     if fast:
         recovery = {"n_experiments": 15, "n_train": 10, "n_times": 50, "n_starts": 2,
-                    "warm_iterations": 150, "epochs": 30, "retrain_epochs": 20}
+                    "warm_iterations": 150, "epochs": 30, "retrain_epochs": 20,
+                    "method": "rk4"}
         return {"recovery": recovery, "ho_epochs": 60, "ho_experiments": 6, "ho_times": 20,
                 "k_revs": (1.0, 100.0, 10000.0), "explicit_max_k_rev": 1.0}
-    recovery = {"n_experiments": 30, "n_train": 20, "n_times": 50, "n_starts": 3,
-                "warm_iterations": 300, "epochs": 60, "retrain_epochs": 40}
-    return {"recovery": recovery, "ho_epochs": 200, "ho_experiments": 8, "ho_times": 25,
+    recovery = {"n_experiments": 30, "n_train": 20, "n_times": 50, "n_starts": 4,
+                "warm_iterations": 300, "epochs": 100, "retrain_epochs": 60, "method": "rk4"}
+    return {"recovery": recovery, "ho_epochs": 300, "ho_experiments": 8, "ho_times": 25,
             "k_revs": (1.0, 10.0, 100.0, 1000.0, 10000.0), "explicit_max_k_rev": 10.0}
 
 
@@ -915,6 +963,14 @@ def higher_order_study(
                          seed=seed)
     truth_mae = evaluate(CRNN.from_mechanism(truth), data)[0]
     rows = []
+    with single_thread():
+        _fit_higher_order(rows, data, truth, truth_mae, n_reactions, hidden, epochs, lr,
+                          penalty, seed, device)
+    return rows
+
+
+def _fit_higher_order(rows, data, truth, truth_mae, n_reactions, hidden, epochs, lr, penalty,
+                      seed, device) -> None:
     for h in hidden:
         species = truth.species + [f"Z{i + 1}" if h > 1 else "Z" for i in range(h)]
         for r in n_reactions:
@@ -932,7 +988,6 @@ def higher_order_study(
                 "history": res.history["train"],
                 "truth_mae": truth_mae,
             })
-    return rows
 
 
 def stiffness_sweep(
@@ -956,24 +1011,30 @@ def stiffness_sweep(
     data = generate_data(third_order_mechanism(k), n_experiments=n_experiments,
                          n_times=n_times, noise=0.0, seed=seed)
     rows = []
-    for k_rev in k_revs:
-        mech = pre_equilibrium_mechanism(K * k_rev, k_rev, k / K)
-        model = CRNN.from_mechanism(mech)
-        row = {"k_rev": float(k_rev), "ln_k_rev": math.log(k_rev)}
-        for name, kw in (("dopri5", {"method": "dopri5"}),
-                         (stiff_solver, {"method": "scipy_solver",
-                                         "options": {"solver": stiff_solver}})):
-            if name == "dopri5" and k_rev > explicit_max_k_rev:
-                row["nfe_dopri5"], row["seconds_dopri5"] = float("nan"), float("nan")
-                continue
-            model.nfe = 0
-            start = time.perf_counter()
-            mae, _ = evaluate(model, data, observed=[0, 1, 2], rtol=1e-6, atol=1e-9, **kw)
-            row[f"nfe_{name}"] = model.nfe
-            row[f"seconds_{name}"] = time.perf_counter() - start
-            row["mae"] = mae
-        rows.append(row)
+    with single_thread():
+        for k_rev in k_revs:
+            rows.append(_sweep_point(data, k_rev, k, K, stiff_solver, explicit_max_k_rev))
     return rows
+
+
+def _sweep_point(data, k_rev, k, K, stiff_solver, explicit_max_k_rev) -> dict[str, float]:
+    mech = pre_equilibrium_mechanism(K * k_rev, k_rev, k / K)
+    model = CRNN.from_mechanism(mech)
+    row = {"k_rev": float(k_rev), "ln_k_rev": math.log(k_rev)}
+    for name, kw in (("dopri5", {"method": "dopri5"}),
+                     (stiff_solver, {"method": "scipy_solver",
+                                     "options": {"solver": stiff_solver}})):
+        if name == "dopri5" and k_rev > explicit_max_k_rev:
+            row["nfe_dopri5"], row["seconds_dopri5"] = float("nan"), float("nan")
+            continue
+        model.nfe = 0
+        start = time.perf_counter()
+        mae, _ = evaluate(model, data, observed=[0, 1, 2], rtol=1e-6, atol=1e-9,
+                          max_steps=None, **kw)
+        row[f"nfe_{name}"] = model.nfe
+        row[f"seconds_{name}"] = time.perf_counter() - start
+        row["mae"] = mae
+    return row
 
 
 #: Ji & Deng's learned case-1 mechanism as shown in the slides (5 % noise, order penalty).
@@ -990,7 +1051,12 @@ def run(fast: bool = False) -> Report:
     from amnlib.runtime import pick_device, seed_everything
 
     seed_everything(0)
-    rec = recover(**case1_settings(fast), device=pick_device())
+    with single_thread():
+        return _run(fast, pick_device())
+
+
+def _run(fast: bool, device) -> Report:
+    rec = recover(**case1_settings(fast), device=device)
     paper = parse_mechanism(PAPER_CASE1, species=["A", "B", "C", "D", "E"])
     paper_cmp = compare(paper, case1_mechanism())
     metrics = {
@@ -1026,7 +1092,8 @@ __all__ = [
     "CLAMP_MIN", "CRNN", "KineticsData", "Mechanism", "Recovery", "TrainResult",
     "case1_mechanism", "compare", "crnn_loss", "evaluate", "generate_data",
     "higher_order_study", "stiffness_sweep",
-    "integral_prediction", "notebook_settings", "order_penalty", "plot_trajectories",
+    "integral_prediction", "notebook_settings", "single_thread", "order_penalty",
+    "plot_trajectories",
     "parse_mechanism", "pre_equilibrium_mechanism",
     "prune", "recover", "run",
     "species_scale", "third_order_mechanism", "train", "warm_start",
