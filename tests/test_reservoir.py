@@ -202,3 +202,17 @@ def test_experiment_registered():
     assert EXPERIMENTS["reservoir"][0] == "amnlib.reservoir:run"
     keys = {"amn", "ann", "random_forest", "fba_scaled", "fba_bfgs"}
     assert keys <= set(rc.PAPER) and rc.sizes(True)["n_splits"] < rc.sizes(False)["n_splits"]
+
+
+def test_learn_only_varied_uptakes(toy_reservoir):
+    from dataclasses import replace
+
+    varied = np.array([False, True, True, False, False, True])
+    pre = replace(toy_reservoir, varied=varied)
+    C = np.array([[1, 1, 0, 1, 1, 1], [1, 0, 1, 1, 0, 1]], dtype=float)
+    model = rc.fit_reservoir(pre, C, np.array([0.2, 0.3]), epochs=10, learn="varied")
+    V = rc.learned_uptakes(model, C, pre.amn.in_ids).to_numpy()
+    assert np.allclose(V[:, ~varied], 2.0 * C[:, ~varied])  # fixed at the pre-training value
+    assert np.all(V[:, varied][C[:, varied] > 0] < 2.0)
+    with pytest.raises(ValueError, match="learn must be"):
+        rc.fit_reservoir(pre, C, np.array([0.2, 0.3]), epochs=1, learn="some")
