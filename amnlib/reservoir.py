@@ -928,8 +928,8 @@ def sizes(fast: bool) -> dict[str, Any]:
     on 330 simulated media (3 per experimental medium); the full (GPU) mode of :func:`run` with
     ``fast=False`` and ``full=True`` uses 1100 media, 100 epochs and the AMN-QP reservoir."""
     if fast:
-        return dict(n_splits=5, seeds=(0,), bfgs_maxiter=3, bfgs_cv_maxiter=2, bfgs_cv_seeds=(0,),
-                    pretrain_size=110, pretrain_epochs=3, reservoir_epochs=150, ann_epochs=200,
+        return dict(n_splits=5, seeds=(0,), bfgs_maxiter=5, bfgs_cv_maxiter=2, bfgs_cv_seeds=(0,),
+                    pretrain_size=110, pretrain_epochs=10, reservoir_epochs=150, ann_epochs=200,
                     trees=50, architecture="ANN Dense")  # fmt: skip
     return dict(n_splits=10, seeds=(0, 1, 2), bfgs_maxiter=25, bfgs_cv_maxiter=10,
                 bfgs_cv_seeds=(0,), pretrain_size=330, pretrain_epochs=30, reservoir_epochs=300,
