@@ -944,6 +944,7 @@ def higher_order_study(
     k: float = 0.5,
     n_experiments: int = 10,
     n_times: int = 30,
+    t_end: float = 10.0,
     noise: float = 0.0,
     epochs: int = 300,
     lr: float = 0.05,
@@ -954,13 +955,14 @@ def higher_order_study(
     """Fit the third-order truth ``2A + B -> C`` with CRNNs of ``n_reactions`` candidates whose
     total order is penalised above 2 (``penalty * sum_r ReLU(sum_i n_ri - 2)``, the slides'
     loss), with ``hidden`` extra unmeasured species (initially 0). Adam on the trajectories
-    (fixed-step ``rk4`` on the measurement grid, cheap and robust for these small fits).
+    (fixed-step ``rk4`` on the measurement grid over [0, ``t_end``] s, cheap and robust for
+    these small fits; the grid must resolve the fastest time scale, ~1 s here).
 
     Returns one row per fit: ``hidden``, ``n_reactions``, ``mae`` (scaled MAE on the measured
     species), ``max_total_order``, ``mechanism`` (text), ``seconds``, plus the truth's MAE."""
     truth = third_order_mechanism(k)
-    data = generate_data(truth, n_experiments=n_experiments, n_times=n_times, noise=noise,
-                         seed=seed)
+    data = generate_data(truth, n_experiments=n_experiments, n_times=n_times, t_end=t_end,
+                         noise=noise, seed=seed)
     truth_mae = evaluate(CRNN.from_mechanism(truth), data, method="rk4")[0]
     rows = []
     with single_thread():
@@ -997,6 +999,7 @@ def stiffness_sweep(
     K: float = 0.01,
     n_experiments: int = 10,
     n_times: int = 30,
+    t_end: float = 10.0,
     seed: int = 0,
     stiff_solver: str = "Radau",
     explicit_max_k_rev: float = 100.0,
@@ -1009,7 +1012,7 @@ def stiffness_sweep(
     explicit solver's cost grows like ``k_rev``: it is skipped (NaN) above
     ``explicit_max_k_rev``."""
     data = generate_data(third_order_mechanism(k), n_experiments=n_experiments,
-                         n_times=n_times, noise=0.0, seed=seed)
+                         n_times=n_times, t_end=t_end, noise=0.0, seed=seed)
     rows = []
     with single_thread():
         for k_rev in k_revs:
