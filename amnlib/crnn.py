@@ -903,10 +903,10 @@ def notebook_settings(fast: bool) -> dict[str, object]:
                     "method": "rk4"}
         return {"recovery": recovery, "ho_epochs": 60, "ho_experiments": 6, "ho_times": 20,
                 "k_revs": (1.0, 100.0, 10000.0), "explicit_max_k_rev": 1.0}
-    recovery = {"n_experiments": 30, "n_train": 20, "n_times": 50, "n_starts": 4,
-                "warm_iterations": 300, "epochs": 100, "retrain_epochs": 60, "method": "rk4"}
+    recovery = {"n_experiments": 30, "n_train": 20, "n_times": 100, "n_starts": 4,
+                "warm_iterations": 300, "epochs": 150, "retrain_epochs": 100, "method": "rk4"}
     return {"recovery": recovery, "ho_epochs": 300, "ho_experiments": 8, "ho_times": 25,
-            "k_revs": (1.0, 10.0, 100.0, 1000.0, 10000.0), "explicit_max_k_rev": 10.0}
+            "k_revs": (1.0, 10.0, 100.0, 1000.0, 10000.0), "explicit_max_k_rev": 100.0}
 
 
 def plot_trajectories(ax, data: KineticsData, pred: np.ndarray, experiment: int = 0,
