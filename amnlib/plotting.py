@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
+from amnlib.metrics import r2 as r2_score
+
 #: Colours of the methods, used consistently across chapters.
 PALETTE = {
     "COBRApy": "#333333",
@@ -34,15 +36,6 @@ def set_style() -> None:
     """The book's plotting style (call once at the top of a notebook)."""
     sns.set_theme(context="notebook", style="whitegrid", palette="deep")
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "axes.titleweight": "bold"})
-
-
-def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Coefficient of determination R^2 = 1 - SS_res / SS_tot (flattened inputs)."""
-    y_true = np.asarray(y_true, dtype=float).ravel()
-    y_pred = np.asarray(y_pred, dtype=float).ravel()
-    ss_tot = float(((y_true - y_true.mean()) ** 2).sum())
-    ss_res = float(((y_true - y_pred) ** 2).sum())
-    return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
 
 
 def parity(

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from amnlib.experiments import Report
+from amnlib.metrics import r2
 from amnlib.network import MetabolicNetwork
 
 __all__ = [
@@ -222,16 +223,6 @@ def make_folds(
         for k, (tr, te) in enumerate(skf.split(np.zeros(len(strata)), strata)):
             folds.append(Fold(int(seed), k, np.sort(tr), np.sort(te)))
     return folds
-
-
-def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """``1 - SS_res / SS_tot`` over the flattened arrays."""
-    y_true = np.asarray(y_true, dtype=float).ravel()
-    y_pred = np.asarray(y_pred, dtype=float).ravel()
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"shapes differ: {y_true.shape} vs {y_pred.shape}")
-    ss_tot = float(((y_true - y_true.mean()) ** 2).sum())
-    return 1.0 - float(((y_true - y_pred) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
 
 
 def pooled_q2(y: np.ndarray, held_out: np.ndarray) -> float:

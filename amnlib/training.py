@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from amnlib.losses import AMNLoss, LossWeights, bound_violation2, negativity2, sv2
+from amnlib.metrics import r2
 from amnlib.models import AMN
 from amnlib.network import MetabolicNetwork
 from amnlib.runtime import pick_device, seed_everything
@@ -46,17 +47,6 @@ __all__ = [
     "save_model",
     "load_model",
 ]
-
-
-def r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Pooled coefficient of determination ``1 - SS_res / SS_tot`` over the flattened arrays."""
-    y_true = np.asarray(y_true, dtype=float).ravel()
-    y_pred = np.asarray(y_pred, dtype=float).ravel()
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"shapes differ: {y_true.shape} vs {y_pred.shape}")
-    ss_tot = float(((y_true - y_true.mean()) ** 2).sum())
-    ss_res = float(((y_true - y_pred) ** 2).sum())
-    return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
 
 
 def _as_tensor(a: np.ndarray | Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
