@@ -480,10 +480,10 @@ def _solver_for(job: _Job) -> _Solver:
     return solver
 
 
-def _run_block(job: _Job, start: int, stop: int) -> dict[str, Any]:
-    """Solve samples ``start..stop-1``; never raises (errors become failures)."""
+def _empty_block(job: _Job, start: int, stop: int) -> dict[str, Any]:
+    """The result record of samples ``start..stop-1`` before any is solved."""
     n = stop - start
-    out: dict[str, Any] = {
+    return {
         "start": start,
         "X": np.zeros((n, len(job.spec.ids))),
         "net": None,
@@ -493,6 +493,12 @@ def _run_block(job: _Job, start: int, stop: int) -> dict[str, Any]:
         "failures": [],
         "seconds": 0.0,
     }
+
+
+def _run_block(job: _Job, start: int, stop: int) -> dict[str, Any]:
+    """Solve samples ``start..stop-1``; never raises (errors become failures)."""
+    n = stop - start
+    out = _empty_block(job, start, stop)
     t0, c0 = time.perf_counter(), time.process_time()
     try:
         solver = _solver_for(job)
@@ -1094,15 +1100,8 @@ def _execute_dask(job, blocks, workers, bar, client) -> list[dict[str, Any]]:
 
 
 def _failed_block(job: _Job, start: int, stop: int, reason: str) -> dict[str, Any]:
-    n = stop - start
-    return {
-        "start": start,
-        "X": np.zeros((n, len(job.spec.ids))),
-        "net": None,
-        "growth": np.zeros(n),
-        "tries": np.zeros(n, dtype=int),
-        "ok": np.zeros(n, dtype=bool),
-        "failures": [{"index": i, "tries": 0, "reason": reason} for i in range(start, stop)],
-        "seconds": 0.0,
-    }
+    """A block whose worker failed as a whole: every sample reported with ``reason``."""
+    out = _empty_block(job, start, stop)
+    out["failures"] = [{"index": i, "tries": 0, "reason": reason} for i in range(start, stop)]
+    return out
 
