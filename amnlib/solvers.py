@@ -887,6 +887,30 @@ class QPLayer(nn.Module):
         self.register_buffer("P_in", network.tensor("P_in"))
         self.register_buffer("P_out", network.tensor("P_out"))
         self.register_buffer("c", network.tensor("c"))
+        # genome-scale S has ~3 non-zeros per column: sparse products are ~50x faster there
+        self.sparse = self.S.shape[1] > 400
+        self._csr: dict[tuple, tuple[Tensor, Tensor]] = {}
+
+    def _mul_s(self, v: Tensor) -> Tensor:
+        """``S v`` for a batch ``v (batch, n)`` -> ``(batch, m)`` (sparse on large networks)."""
+        if not self.sparse:
+            return v @ self.S.T
+        return (self._sparse(v)[0] @ v.T).T
+
+    def _mul_st(self, r: Tensor) -> Tensor:
+        """``S^T r`` for a batch ``r (batch, m)`` -> ``(batch, n)``."""
+        if not self.sparse:
+            return r @ self.S
+        return (self._sparse(r)[1] @ r.T).T
+
+    def _sparse(self, like: Tensor) -> tuple[Tensor, Tensor]:
+        key = (like.dtype, str(like.device))
+        if key not in self._csr:
+            S = self.S.to(like)
+            with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                self._csr[key] = (S.to_sparse_csr(), S.T.contiguous().to_sparse_csr())
+        return self._csr[key]
 
     def losses(
         self, v: Tensor, v_in: Tensor, v_out: Tensor | None = None
@@ -897,7 +921,7 @@ class QPLayer(nn.Module):
         if self.mode == "UB":
             r_in = torch.relu(r_in)
         out = {
-            "L2": (v @ self.S.T).norm(dim=1) / m,
+            "L2": self._mul_s(v).norm(dim=1) / m,
             "L3": r_in.norm(dim=1) / self.n_in,
             "L4": torch.relu(-v).norm(dim=1) / n,
         }
@@ -934,7 +958,7 @@ class QPLayer(nn.Module):
             r_in = v @ self.P_in.T - v_in
             if self.mode == "UB":
                 r_in = torch.relu(r_in)
-            grad = (v @ self.S.T) @ self.S / (2 * m**2)
+            grad = self._mul_st(self._mul_s(v)) / (2 * m**2)
             grad = grad + r_in @ self.P_in / self.n_in**2 - torch.relu(-v) / n**2
             if v_out is not None:
                 grad = grad + (v @ self.P_out.T - v_out) @ self.P_out / n_out**2
