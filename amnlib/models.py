@@ -15,13 +15,25 @@ Architectures (``ARCHITECTURES``):
 
 * ``"ANN Dense"`` -- the prior alone, trained on the MSE only (Table 1 baseline);
 * ``"ANN SV"`` -- the prior alone, trained with the ``||SV||^2`` term added;
-* ``"AMN-QP"`` -- :class:`amnlib.solvers.QPLayer` (gradient descent with momentum on the
-  constraint losses: the published AMN-QP, the preprint's exact-bounds EB family);
+* ``"AMN-QP"`` -- :class:`amnlib.solvers.QPLayer` (descent on the constraint losses: the
+  published AMN-QP, the preprint's exact-bounds EB family);
 * ``"AMN-LP"`` -- :class:`amnlib.solvers.LPLayer` (the Yang primal-dual dynamics with a learnable
   step: the published AMN-LP, the preprint's RNN-UB);
 * ``"AMN-W"`` -- :class:`amnlib.rnnw.RNNW` (flux propagation with learned branching ratios W,
-  Fig. 3C / published AMN-Wt): the prior's uptakes, capped by ``V_in``, are the fixed inputs of
-  the RNN and ``V0`` its starting point.
+  Fig. 3C / published AMN-Wt): the prior's uptake outputs set the fraction of each bound
+  ``V_in`` taken up (a sigmoid, so the inputs stay in ``[0, V_in]``); they are the fixed inputs
+  of the RNN and ``V0`` its starting point.
+
+Step sizes of the QP/LP layers (``layer_preset``, :data:`LAYER_PRESETS`): ``"network"`` (the
+default) scales them to the network so that the layer enforces the mass balance -- QP: a residual
+step on bounds and positivity followed by the projection onto ``S V = 0`` (the Gauss-Newton step
+of ``||SV||^2``); LP: the projection term ``-Q (A v - b)`` of the Yang dynamics taken with step 1.
+``"paper"`` keeps the published settings (QP: ``lr = 0.01`` on ``S^T S V / (2 m^2)`` with
+momentum 0.9; LP: ``dt = 5e-2`` on every term). On E. coli core the published QP step is
+``~1e-6`` per unit of ``S^T S V`` and ``||S||_2^2 = 18,390``: 4 steps hardly move ``V0``, and
+the ``||SV||^2`` of a trained AMN-QP then comes from the loss term, not from the layer (measured
+on the full Table 1 protocol: AMN-QP 0.014-0.016 against ANN Dense 0.011, all fluxes). With the
+``"network"`` step the layer's output meets ``S V = 0`` to float32 rounding.
 
 Models carry the fingerprint of the network they were built for (:meth:`AMN.fingerprint`);
 :func:`amnlib.training.load_model` refuses to load a model onto a different network.
@@ -39,7 +51,14 @@ from torch import Tensor, nn
 
 from amnlib.network import MetabolicNetwork
 
-__all__ = ["ARCHITECTURES", "MECHANISTIC", "DEFAULT_ITERATIONS", "AMN", "count_parameters"]
+__all__ = [
+    "ARCHITECTURES",
+    "MECHANISTIC",
+    "DEFAULT_ITERATIONS",
+    "LAYER_PRESETS",
+    "AMN",
+    "count_parameters",
+]
 
 #: Architectures of Table 1 (our names; the AMN-QP/LP are the published names of RNN-EB/UB).
 ARCHITECTURES = ("ANN Dense", "ANN SV", "AMN-QP", "AMN-LP", "AMN-W")
@@ -51,6 +70,13 @@ MECHANISTIC = {"ANN Dense": None, "ANN SV": None, "AMN-QP": "QP", "AMN-LP": "LP"
 OUTPUTS = {"linear": nn.Identity, "relu": nn.ReLU, "softplus": nn.Softplus}
 #: Default iterations ("timestep" in Table 1 and the published code): QP 4, LP 4, W 5.
 DEFAULT_ITERATIONS = {"QP": 4, "LP": 4, "W": 5}
+#: Keyword arguments of the QP/LP layers per step preset (``AMN(layer_preset=...)``; explicit
+#: ``layer_kwargs`` override them). ``"network"``: steps scaled to the network (the layer
+#: enforces ``S V = 0``); ``"paper"``: the published e_coli_core settings.
+LAYER_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "network": {"QP": {"step": "projection", "lr": 0.5}, "LP": {"project": True}},
+    "paper": {"QP": {"step": "paper", "lr": 0.01, "decay": 0.9}, "LP": {"project": False}},
+}
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -67,13 +93,30 @@ def _accepts(fn: Any, name: str) -> bool:
 
 
 class _WLayer(nn.Module):
-    """RNN-W as a mechanistic layer: every uptake column of the network is an RNN input (medium
-    uptakes from the prior, capped by ``V_in``; uptakes outside the medium 0); the RNN starts from
-    ``V0`` and propagates for ``iterations`` steps with learned branching ratios."""
+    """RNN-W as a mechanistic layer: every uptake column of the network is an RNN input; the RNN
+    starts from ``V0`` and propagates for ``iterations`` steps with learned branching ratios.
 
-    def __init__(self, network: MetabolicNetwork, in_ids: Sequence[str], iterations: int):
+    Medium uptakes are ``V_in * sigmoid(V0_in)``: the prior's uptake outputs are read as logits
+    of the fraction of each bound taken up (``inputs="fraction"``, default), so the inputs lie in
+    ``[0, V_in]`` and always pass a gradient; uptakes outside the medium are 0. The former
+    ``inputs="clip"`` (``min(V0_in, V_in)``) starts near 0 and can go negative: the RNN then has
+    nothing to propagate, every rate sits below the ReLU and training stops dead (measured: one
+    fold in five of the Table 1 protocol stuck at its initial loss, Q^2 -44).
+    """
+
+    def __init__(
+        self,
+        network: MetabolicNetwork,
+        in_ids: Sequence[str],
+        iterations: int,
+        inputs: str = "fraction",
+    ) -> None:
         super().__init__()
         from amnlib.rnnw import RNNW
+
+        if inputs not in ("fraction", "clip"):
+            raise ValueError(f"inputs must be 'fraction' or 'clip', got {inputs!r}")
+        self.inputs = inputs
 
         uptakes = [c.id for c in network.columns if c.kind == "in"]
         self.rnn = RNNW.from_network(network, inputs=uptakes)
@@ -91,7 +134,11 @@ class _WLayer(nn.Module):
         )
 
     def forward(self, V0: Tensor, V_in: Tensor) -> Tensor:
-        capped = torch.minimum(V0.index_select(1, self.medium_cols), V_in)
+        raw = V0.index_select(1, self.medium_cols)
+        if self.inputs == "fraction":
+            capped = V_in * torch.sigmoid(raw)
+        else:
+            capped = torch.minimum(raw, V_in)
         inputs = V0.new_zeros(V0.shape[0], len(self.uptake_cols))
         inputs = inputs.index_copy(1, self.medium_pos, capped)
         return self.rnn(inputs, iterations=self.iterations, v0=V0)
@@ -148,6 +195,8 @@ class AMN(nn.Module):
         e_coli_core spec's maximum; :func:`amnlib.training.fit` sets it from the data).
     layer_kwargs : extra keyword arguments of the mechanistic layer.
     output : output activation of the prior (:data:`OUTPUTS`; default ``"linear"``).
+    layer_preset : step sizes of the QP/LP layers, ``"network"`` (default: the layer enforces
+        the mass balance) or ``"paper"`` (published settings); see :data:`LAYER_PRESETS`.
 
     ``forward(V_in)`` with V_in (batch, n_in) returns V (batch, n); ``forward(V_in,
     return_prior=True)`` returns ``(V, V0)``. Device and dtype follow the module (``.to()``).
@@ -165,8 +214,13 @@ class AMN(nn.Module):
         x_scale: Sequence[float] | np.ndarray | None = None,
         layer_kwargs: dict[str, Any] | None = None,
         output: str = "linear",
+        layer_preset: str = "network",
     ) -> None:
         super().__init__()
+        if layer_preset not in LAYER_PRESETS:
+            raise ValueError(
+                f"layer_preset must be one of {tuple(LAYER_PRESETS)}, got {layer_preset!r}"
+            )
         if architecture not in ARCHITECTURES:
             raise ValueError(
                 f"architecture must be one of {ARCHITECTURES}, got {architecture!r}"
@@ -196,6 +250,7 @@ class AMN(nn.Module):
         self.hidden, self.dropout_p, self.mode = int(hidden), float(dropout), mode
         self.output = output
         self.layer_kwargs = dict(layer_kwargs or {})
+        self.layer_preset = layer_preset
         self.network_name = network.name
         self._fingerprint = network.fingerprint()
         self.reaction_ids = list(network.reaction_ids)
@@ -221,16 +276,15 @@ class AMN(nn.Module):
         if self.kind is None:
             self.layer = None
         elif self.kind == "W":
-            self.layer = _WLayer(network, self.in_ids, self.iterations)
+            self.layer = _WLayer(network, self.in_ids, self.iterations, **self.layer_kwargs)
         else:
             if list(network.in_ids) != self.in_ids:
                 raise ValueError(
                     f"AMN-{self.kind} needs the network's medium to be the input columns: load "
                     "it with MetabolicNetwork.load(name, medium=in_ids)"
                 )
-            self.layer = _SolverLayer(
-                self.kind, network, self.iterations, mode, **self.layer_kwargs
-            )
+            kwargs = {**LAYER_PRESETS[layer_preset][self.kind], **self.layer_kwargs}
+            self.layer = _SolverLayer(self.kind, network, self.iterations, mode, **kwargs)
 
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> str:
@@ -250,6 +304,7 @@ class AMN(nn.Module):
             "x_scale": [float(s) for s in self.x_scale.cpu().numpy()],
             "layer_kwargs": self.layer_kwargs,
             "output": self.output,
+            "layer_preset": self.layer_preset,
         }
 
     @property

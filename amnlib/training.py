@@ -71,8 +71,9 @@ def evaluate(
 
     Returns ``q2`` (of the target: growth rate or all fluxes), ``q2_growth``, ``q2_all``,
     ``sv2`` (mean ``||SV||^2 / m``), ``bounds2`` (mean ``||ReLU(P_in V - V_in)||^2 / n_in``),
-    ``negative2`` (mean ``||ReLU(-V)||^2 / n``). ``S`` defaults to the stoichiometry the model
-    was built with (pass the network's ``S``).
+    ``negative2`` (mean ``||ReLU(-V)||^2 / n``); with ``S`` also ``sv2_prior``, the
+    ``||SV||^2`` of the prior's fluxes ``V0`` before the mechanistic layer (equal to ``sv2`` for
+    the ANNs), which shows what the layer itself removes.
     """
     if target not in ("all", "biomass"):
         raise ValueError(f"target must be 'all' or 'biomass', got {target!r}")
@@ -92,6 +93,11 @@ def evaluate(
     if S is not None:
         St = torch.as_tensor(np.asarray(S), device=device, dtype=dtype)
         out["sv2"] = float(sv2(V, St).mean())
+        was = model.training
+        model.eval()
+        V0 = torch.cat([model.prior_fluxes(Xt[i : i + 4096]) for i in range(0, len(Xt), 4096)])
+        model.train(was)
+        out["sv2_prior"] = float(sv2(V0, St).mean())
     P_in = torch.zeros(model.n_in, model.n, device=device, dtype=dtype)
     P_in[torch.arange(model.n_in, device=device), model.in_cols] = 1.0
     out["bounds2"] = float(bound_violation2(V, P_in, Xt).mean())
@@ -134,6 +140,7 @@ def fit(
     seed: int = 0,
     progress: bool = True,
     desc: str | None = None,
+    max_grad_norm: float | None = None,
 ) -> History:
     """Train ``model`` in place with Adam on the AMN loss.
 
@@ -150,6 +157,7 @@ def fit(
     X_val, Y_val : optional validation set, evaluated every ``eval_every`` epochs.
     seed : seeds the batches and dropout masks.
     progress : tqdm progress bar over epochs.
+    max_grad_norm : clip the gradient norm of each batch to this value (``None``: no clipping).
 
     Returns the :class:`History`.
     """
@@ -200,6 +208,8 @@ def fit(
             loss = loss_fn(V, xb, Yref.index_select(0, idx))
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
             opt.step()
             if project is not None:
                 project()
@@ -282,6 +292,7 @@ class CVResult:
         if self.folds and self.folds[0].test is not None:
             out["q2_test"], out["q2_test_std"] = ms("test", "q2")
             out["sv2_test"], _ = ms("test", "sv2")
+            out["sv2_prior_test"], _ = ms("test", "sv2_prior")
             out["q2_growth_test"], _ = ms("test", "q2_growth")
         if self.test_ensemble is not None:
             out["q2_test_ensemble"] = self.test_ensemble["q2"]
@@ -316,6 +327,7 @@ def cross_validate(
     iterations: int | None = None,
     in_ids: Sequence[str] | None = None,
     layer_kwargs: dict[str, Any] | None = None,
+    layer_preset: str = "network",
     output: str = "linear",
     weights: LossWeights | None = None,
     val_fraction: float = 0.2,
@@ -348,6 +360,7 @@ def cross_validate(
         model = AMN(
             network, architecture, in_ids=in_ids, hidden=hidden, dropout=dropout,
             iterations=iterations, x_scale=scale, layer_kwargs=layer_kwargs, output=output,
+            layer_preset=layer_preset,
         ).to(device)
         hist = fit(
             model, network, X[train_mask], Y[train_mask], target=target, epochs=epochs,
@@ -429,7 +442,9 @@ def load_model(
             f"{record['fingerprint'][:12]}...), which differs from {network.name!r} (fingerprint "
             f"{network.fingerprint()[:12]}...); load it onto the network it was built for"
         )
-    model = AMN(network, **record["config"])
+    config = dict(record["config"])
+    config.setdefault("layer_preset", "paper")  # files written before the presets existed
+    model = AMN(network, **config)
     model.load_state_dict(record["state_dict"])
     model.extra = record.get("extra", {})
     device = pick_device() if device is None else torch.device(device)
@@ -499,6 +514,8 @@ class Protocol:
     epochs_by: dict[str, int] = field(default_factory=dict)
     max_train: dict[str, int] = field(default_factory=dict)
     batch_by: dict[str, int] = field(default_factory=dict)
+    #: step sizes of the QP/LP layers (:data:`amnlib.models.LAYER_PRESETS`)
+    layer_preset: str = "network"
 
     @classmethod
     def full(cls) -> Protocol:
@@ -562,6 +579,7 @@ def table1(
             epochs=protocol.epochs_by.get(arch, protocol.epochs),
             batch_size=protocol.batch_by.get(arch, protocol.batch_size), lr=protocol.lr,
             hidden=protocol.hidden, seed=protocol.seed, progress=progress,
+            layer_preset=protocol.layer_preset,
         )
         rec = res.summary()
         rec["train_size"] = len(Xa)

@@ -116,12 +116,49 @@ def test_shapes_parameters_and_gradients(net, architecture):
 
 def test_qp_layer_moves_towards_mass_balance(net, pfba):
     torch.manual_seed(0)
-    model = AMN(net, "AMN-QP", layer_kwargs={"lr": 0.3}, iterations=8)
+    model = AMN(net, "AMN-QP", layer_kwargs={"lr": 0.3}, iterations=8, layer_preset="paper")
     v = torch.as_tensor(pfba.v, dtype=torch.float32)[None]
     noisy = v + 0.5 * torch.rand_like(v)
     out = model.layer(noisy, _x(net))
     S = net.tensor("S")
     assert float(sv2(out, S)) < 0.5 * float(sv2(noisy, S))
+
+
+@pytest.mark.parametrize("architecture", ["AMN-QP", "AMN-LP"])
+def test_network_step_enforces_mass_balance_paper_step_does_not(net, pfba, architecture):
+    """The default ("network") step sizes make the QP/LP layer's output meet S V = 0; the
+    published ones (lr 0.01 on S^T S V / 2m^2, dt 5e-2) leave most of the residual."""
+    torch.manual_seed(0)
+    S = net.tensor("S")
+    v = torch.as_tensor(pfba.v, dtype=torch.float32).expand(16, -1)
+    noisy = v + 2.0 * torch.rand(16, net.n)
+    x = _x(net).expand(16, -1)
+    before = float(sv2(noisy, S).mean())
+    assert before > 10.0
+    after = {}
+    for preset in ("network", "paper"):
+        model = AMN(net, architecture, layer_preset=preset)
+        assert model.config()["layer_preset"] == preset
+        out = model.layer(noisy, x)
+        after[preset] = float(sv2(out.detach(), S).mean())
+    assert after["network"] < 1e-6 * before
+    assert after["paper"] > 0.3 * before
+    # the QP's projection keeps the flux scale: the pFBA fluxes (S V = 0, within bounds)
+    # are a fixed point
+    qp = AMN(net, "AMN-QP").layer
+    assert torch.allclose(qp(v[:1], _x(net)), v[:1], atol=1e-3)
+
+
+def test_w_layer_inputs_stay_within_bounds(net):
+    torch.manual_seed(0)
+    model = AMN(net, "AMN-W")
+    x = torch.rand(8, len(net.in_ids)) * 10
+    V0 = 50 * torch.randn(8, net.n)  # wild prior outputs, negative ones included
+    V = model.layer(V0, x)
+    upt = V.index_select(1, model.in_cols)
+    assert bool((upt >= 0).all()) and bool((upt <= x + 1e-6).all())
+    with pytest.raises(ValueError, match="inputs"):
+        AMN(net, "AMN-W", layer_kwargs={"inputs": "free"})
 
 
 def test_bad_inputs(net):
