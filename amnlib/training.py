@@ -584,6 +584,7 @@ def table1(
         rec = res.summary()
         rec["train_size"] = len(Xa)
         rec["iterations"] = res.models[0].iterations
+        rec["layer_preset"] = protocol.layer_preset
         rec["paper"] = PAPER_TABLE1.get((arch, target), {})
         records.append(rec)
         results[(arch, target)] = res
@@ -624,6 +625,17 @@ def _pm(mean: float, std: float) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
 
+#: Metrics of a Table 1 row compared with the paper.
+TABLE1_KEYS = ("r2", "q2", "sv2", "q2_test", "sv2_test", "seconds_per_epoch")
+
+
+def table1_metrics(record: dict[str, Any]) -> dict[str, Any]:
+    """The fields of one :func:`table1` record kept in the ``amn`` experiment's JSON."""
+    extra = ("sv2_prior_test", "parameters", "epochs", "folds", "train_size",
+             "q2_test_ensemble", "q2_test_std", "layer_preset")
+    return {k: record.get(k) for k in (*TABLE1_KEYS, *extra)}
+
+
 def run(fast: bool = False):
     """Experiment ``amn``: Table 1 on the textbook network (full protocol, or a tiny one in
     fast mode). One record per architecture and target with r2, q2, q2_test, sv2_test and
@@ -632,14 +644,12 @@ def run(fast: bool = False):
 
     protocol = Protocol.fast() if fast else Protocol.full()
     records, _ = table1(protocol, progress=not fast)
-    keys = ("r2", "q2", "sv2", "q2_test", "sv2_test", "seconds_per_epoch")
     metrics: dict[str, Any] = {}
     paper: dict[str, Any] = {}
     for r in records:
         name = f"{r['architecture']} / {r['target']}"
-        metrics[name] = {k: r.get(k) for k in (*keys, "parameters", "epochs", "folds",
-                                               "train_size", "q2_test_ensemble")}
-        paper[name] = {k: r["paper"].get(k) for k in keys}
+        metrics[name] = table1_metrics(r)
+        paper[name] = {k: r["paper"].get(k) for k in TABLE1_KEYS}
     best = max(
         (r for r in records if r["target"] == "biomass" and r["architecture"].startswith("AMN")),
         key=lambda r: r.get("q2_test", -1e9),

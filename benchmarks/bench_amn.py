@@ -10,7 +10,9 @@ epoch and scaled to 8,000 samples) and with our batch size (100, a full epoch). 
 paper's per-epoch time (8-core Intel i9, Table 1) divided by ours: above 1, we are faster.
 A small genome-scale check (iJO1366, a few hundred pFBA samples) records the cost of one epoch
 there. ``--table1 PATH`` merges a JSON written by ``amnlib reproduce amn --json PATH`` (the full
-protocol) under ``table1``. Writes ``benchmarks/results/amn.json``.
+protocol) under ``table1``; ``--rows PATH ...`` replaces single rows of ``table1`` with the
+records of :func:`amnlib.training.table1` saved as JSON (``{"AMN-QP / all": record, ...}``), for
+rows re-run after a change. Writes ``benchmarks/results/amn.json``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 
 from amnlib.models import AMN, ARCHITECTURES
-from amnlib.training import PAPER_TABLE1, Protocol, fit, textbook_data
+from amnlib.training import PAPER_TABLE1, Protocol, fit, table1_metrics, textbook_data
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "amn.json"
@@ -83,21 +85,42 @@ def _merge(record: dict, path: Path) -> None:
     record["table1_notes"] = rep.get("notes", [])
 
 
+def _merge_rows(record: dict, paths: list[Path]) -> None:
+    """Replace rows of ``record["table1"]`` by re-run :func:`table1` records."""
+    table = record.setdefault("table1", {})
+    paper = record.setdefault("table1_paper", {})
+    for path in paths:
+        for name, rec in json.loads(path.read_text()).items():
+            rec.setdefault("layer_preset", "network")
+            table[name] = table1_metrics(rec)
+            if "per_fold_test_q2" in rec:
+                table[name]["per_fold_test_q2"] = rec["per_fold_test_q2"]
+            paper[name] = {k: v for k, v in rec.get("paper", {}).items()
+                           if k in ("r2", "q2", "sv2", "q2_test", "sv2_test",
+                                    "seconds_per_epoch")}
+            print(f"row {name}: q2_test {rec.get('q2_test'):.4f}, "
+                  f"sv2_test {rec.get('sv2_test'):.3g}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table1", type=Path, help="JSON of `amnlib reproduce amn --json`")
     ap.add_argument("--skip-genome", action="store_true")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--merge-only", action="store_true",
-                    help="only merge --table1 into an existing --out file (no timing)")
+                    help="only merge --table1 / --rows into an existing --out file (no timing)")
+    ap.add_argument("--rows", type=Path, nargs="*", default=[],
+                    help="JSON files of re-run table1 records replacing single rows")
     args = ap.parse_args()
     if args.merge_only:
-        if args.table1 is None or not args.out.exists():
-            ap.error("--merge-only needs --table1 and an existing --out file")
+        if (args.table1 is None and not args.rows) or not args.out.exists():
+            ap.error("--merge-only needs --table1 or --rows and an existing --out file")
         record = json.loads(args.out.read_text())
-        _merge(record, args.table1)
+        if args.table1 is not None:
+            _merge(record, args.table1)
+        _merge_rows(record, args.rows)
         args.out.write_text(json.dumps(record, indent=1, default=float))
-        print(f"merged {args.table1} into {args.out}")
+        print(f"merged into {args.out}")
         return
     protocol = Protocol.full()
     net, ts = textbook_data(protocol)
@@ -130,11 +153,17 @@ def main() -> None:
         "protocol": {"train_media_per_epoch": TRAIN, "hidden": protocol.hidden},
         "seconds_per_epoch": rows,
     }
+    # keep what this run does not redo (the genome-scale check, the full-protocol table)
+    old = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for key in ("genome_scale", "table1", "table1_paper", "table1_notes"):
+        if key in old:
+            record[key] = old[key]
     if not args.skip_genome:
         record["genome_scale"] = genome_check()
         print("iJO1366:", record["genome_scale"], flush=True)
     if args.table1 is not None:
         _merge(record, args.table1)
+    _merge_rows(record, args.rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1, default=float))
     print(f"wrote {args.out}")
