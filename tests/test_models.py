@@ -174,3 +174,19 @@ def test_bad_inputs(net):
     other = MetabolicNetwork.load("textbook")  # medium = every boundary reaction
     with pytest.raises(ValueError, match="medium"):
         AMN(other, "AMN-QP", in_ids=[i + "_i" for i in IDS[:3]])
+
+
+def test_qp_projection_step_exact_bounds(net, pfba):
+    """EB: the projection keeps the exact uptakes and balances the rest."""
+    from amnlib.solvers import QPLayer
+
+    torch.manual_seed(0)
+    v = torch.as_tensor(pfba.v, dtype=torch.float32)[None]
+    v_in = v.index_select(1, torch.as_tensor(net.indices(net.in_ids)))
+    layer = QPLayer(net, mode="EB", step="projection", lr=0.5)
+    out, losses = layer(v + torch.rand_like(v), v_in)
+    assert torch.allclose(out.index_select(1, torch.as_tensor(net.indices(net.in_ids))), v_in,
+                          atol=1e-4)
+    assert float(losses["L2"]) < 1e-5
+    with pytest.raises(ValueError, match="step"):
+        QPLayer(net, step="newton")
