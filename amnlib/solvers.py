@@ -563,6 +563,41 @@ def _spectral_norm(M: Tensor, iterations: int = 300) -> float:
     return 1.01 * sigma
 
 
+def presolve(problem: LPProblem) -> tuple[np.ndarray, np.ndarray]:
+    """Columns and rows of ``problem`` that can carry non-zero values, shared by the batch.
+
+    Exact reductions only (numpy, no LP solved):
+
+    * a column with ``lb = ub = 0`` in every medium (an uptake outside the media) is fixed at 0;
+    * a row with ``b = 0`` whose remaining columns all have coefficients of one sign and
+      ``lb = 0`` (a dead-end metabolite: only produced, or only consumed) forces those
+      columns to 0, and the row goes;
+    * rows left without columns (and ``b = 0``) go;
+
+    repeated until nothing changes. Returns ``(cols, rows)``: sorted indices to keep.
+    """
+    A = problem.A.detach().cpu().numpy()
+    lb = problem.lb.detach().cpu().numpy()
+    ub = problem.ub.detach().cpu().numpy()
+    b_zero = (problem.b.detach().cpu().numpy() == 0).all(axis=0)  # (p,)
+    lb_zero = (lb == 0).all(axis=0)  # (n,)
+    col = ~(lb_zero & (ub <= 0).all(axis=0))
+    row = np.ones(A.shape[0], dtype=bool)
+    pos, neg = A > 0, A < 0
+    while True:
+        has_pos = (pos & col).any(axis=1)
+        has_neg = (neg & col).any(axis=1)
+        pinned = ((pos | neg) & col & ~lb_zero).any(axis=1)  # a column forced above 0
+        free = b_zero & row
+        dead = free & (has_pos ^ has_neg) & ~pinned
+        empty = free & ~has_pos & ~has_neg
+        if not (dead | empty).any():
+            break
+        col &= ~((pos | neg)[dead].any(axis=0))
+        row &= ~(dead | empty)
+    return np.flatnonzero(col), np.flatnonzero(row)
+
+
 def solve_pdhg(
     problem: LPProblem,
     max_iterations: int = 5_000,
@@ -576,6 +611,7 @@ def solve_pdhg(
     reflection: float = 1.0,
     sparse: bool | None = None,
     compact: bool = True,
+    reduce: bool = True,
 ) -> SolverReport:
     """Restarted primal-dual hybrid gradient with diagonal preconditioning (PDLP-style).
 
@@ -598,10 +634,23 @@ def solve_pdhg(
     ``A v = b``, d growth / d b)
     and ``bound_dual`` (d growth / d ub). Infeasible media never meet the tolerance and come
     back with ``converged = False``. Gradients flow through the iterations (autograd).
+
+    ``reduce=True`` first removes the columns and rows :func:`presolve` proves to be zero
+    (uptakes outside the media, dead-end metabolites) and merges split twins
+    (:func:`twin_columns`) into free variables: on iJO1366 3,524 -> 3,006 -> ~2,300 columns.
+    Without the merge, PDHG drifts along the zero-cost futile pairs ``v_for = v_rev = t``.
     """
     if max_iterations < 1:
         raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
     t0 = time.perf_counter()
+    settings = dict(
+        max_iterations=max_iterations, tol=tol, check_every=check_every,
+        record_at=record_at, primal_weight=primal_weight, infinite_bound=infinite_bound,
+        scheme=scheme, reflection=reflection, sparse=sparse, compact=compact,
+    )
+    if reduce:
+        cols, rows = presolve(problem)
+        return _solve_reduced(problem, cols, rows, v0, t0, settings)
     A, b, lb, ub = problem.A, problem.b, problem.lb, problem.ub
     batch, n = lb.shape
     dtype, device = lb.dtype, lb.device
@@ -630,14 +679,17 @@ def solve_pdhg(
 
     bs = b * dr  # (batch, p)
     cs = -problem.c * dc  # (n,)
-    ls = lb / dc
+    fin_l = lb > -infinite_bound  # merged reversible columns may have lb = -1000 (unbounded)
+    ls = torch.where(fin_l, lb / dc, torch.full_like(lb, -math.inf))
+    ls_fin = torch.where(fin_l, ls, torch.zeros_like(ls))
     fin_u = ub < infinite_bound  # COBRA's 1000 means "unbounded"
     us = torch.where(fin_u, ub / dc, torch.full_like(ub, math.inf))
     us_fin = torch.where(fin_u, us, torch.zeros_like(us))
     bnorm = b.norm(dim=1)
     if primal_weight is None:
         # ||c|| / ||b|| (PDLP); b = 0 for UB: the finite bounds give the primal scale instead
-        scale = torch.maximum(bs.norm(dim=1), us_fin.norm(dim=1)).clamp_min(1e-10)
+        bound_norm = torch.sqrt(us_fin.norm(dim=1) ** 2 + ls_fin.norm(dim=1) ** 2)
+        scale = torch.maximum(bs.norm(dim=1), bound_norm).clamp_min(1e-10)
         w = cs.norm() / scale
     else:
         w = torch.full_like(bnorm, float(primal_weight))
@@ -662,8 +714,12 @@ def solve_pdhg(
             r = cs - mul_at(yy)
             pobj = xx @ cs
             neg = torch.relu(-r)
-            dres = torch.where(fin_u, torch.zeros_like(neg), neg)  # r >= 0 where ub = inf
-            dobj = (yy * bs).sum(1) + (ls * torch.relu(r)).sum(1) - (us_fin * neg).sum(1)
+            pos = torch.relu(r)
+            # r >= 0 where ub = inf, r <= 0 where lb = -inf
+            dres = torch.where(fin_u, torch.zeros_like(neg), neg) + torch.where(
+                fin_l, torch.zeros_like(pos), pos
+            )
+            dobj = (yy * bs).sum(1) + (ls_fin * pos).sum(1) - (us_fin * neg).sum(1)
             gap = (pobj - dobj).abs()
             err = torch.sqrt(
                 (ww[:, 0] * pres.norm(dim=1)) ** 2 + (dres.norm(dim=1) / ww[:, 0]) ** 2 + gap**2
@@ -691,19 +747,31 @@ def solve_pdhg(
         while it < max_iterations and not bool(done.all()):
             for _ in range(min(check_every, max_iterations - it)):
                 tau, sigma = eta / w, eta * w
-                x_new = torch.minimum(torch.maximum(x - tau * (cs - mul_at(y)), ls), us)
-                y_new = y + sigma * (bs - mul_a(2 * x_new - x))
-                keep = done[:, None]
-                xT = torch.where(keep, xT, x_new)
-                yT = torch.where(keep, yT, y_new)
+                # fused element-wise ops: at genome scale they, not the sparse products, cost most
+                x_new = torch.clamp(torch.addcmul(x, tau, mul_at(y) - cs), ls, us)
+                x_ext = torch.lerp(x, x_new, 2.0)  # 2 x+ - x
+                y_new = torch.addcmul(y, sigma, bs - mul_a(x_ext))
+                if compact:  # finished media have left the batch: nothing to freeze
+                    xT, yT = x_new, y_new
+                else:
+                    keep = done[:, None]
+                    xT = torch.where(keep, xT, x_new)
+                    yT = torch.where(keep, yT, y_new)
                 count = count + 1
                 if halpern:
                     lam = count / (count + 1)
-                    x_h = lam * ((1 + reflection) * x_new - reflection * x) + (1 - lam) * x0
-                    y_h = lam * ((1 + reflection) * y_new - reflection * y) + (1 - lam) * y0
                     x_prev, y_prev = x, y
-                    x = torch.where(keep, x, x_h)
-                    y = torch.where(keep, y, y_h)
+                    if reflection == 1.0:
+                        x_r, y_r = x_ext, torch.lerp(y, y_new, 2.0)
+                    else:
+                        x_r = torch.lerp(x, x_new, 1.0 + reflection)
+                        y_r = torch.lerp(y, y_new, 1.0 + reflection)
+                    x_h, y_h = torch.lerp(x0, x_r, lam), torch.lerp(y0, y_r, lam)
+                    if compact:
+                        x, y = x_h, y_h
+                    else:
+                        x = torch.where(keep, x, x_h)
+                        y = torch.where(keep, y, y_h)
                 else:
                     x, y = xT, yT
                     x_avg = x_avg + (x - x_avg) / count
@@ -775,10 +843,11 @@ def solve_pdhg(
                 if active.numel() == 0:
                     break
                 (x, y, xT, yT, x0, y0, x_avg, y_avg, x_last, y_last, w, count, since, res_last,
-                 kkt_prev, bs, ls, us, us_fin, fin_u, bnorm, done) = (
+                 kkt_prev, bs, ls, us, us_fin, fin_u, ls_fin, fin_l, bnorm, done) = (
                     t[keep_rows] for t in (
                         x, y, xT, yT, x0, y0, x_avg, y_avg, x_last, y_last, w, count, since,
-                        res_last, kkt_prev, bs, ls, us, us_fin, fin_u, bnorm, done,
+                        res_last, kkt_prev, bs, ls, us, us_fin, fin_u, ls_fin, fin_l, bnorm,
+                        done,
                     )
                 )
     if active.numel():
@@ -793,6 +862,87 @@ def solve_pdhg(
     return _finish(
         "PDHG-" + problem.mode, problem, v, done & ~bad, it, t0, tol,
         dual=-y_orig.detach(), bound_dual=torch.relu(-r), history=history,
+    )
+
+
+def twin_columns(problem: LPProblem, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Pairs ``(j, k)`` (``j < k``, both in ``cols``) of split twins: ``A[rows, j] = -A[rows, k]``,
+    ``c_j = -c_k`` and ``lb = 0`` for both in every medium -- a reversible reaction's
+    ``_for``/``_rev`` or an exchange's ``_i``/``_o``. Such a pair is one free variable
+    ``v_j - v_k`` in ``[-ub_k, ub_j]``; a parsimony term (``c_j = c_k = -eps``) keeps them apart.
+    Returns ``(pairs, 2)`` int array."""
+    A = problem.A.detach().cpu().numpy()[rows]
+    c = problem.c.detach().cpu().numpy()
+    lb_zero = (problem.lb.detach().cpu().numpy() == 0).all(axis=0)
+    seen: dict[bytes, int] = {}
+    pairs = []
+    for j in cols:
+        if not lb_zero[j]:
+            continue
+        nz = np.flatnonzero(A[:, j])
+        key = nz.tobytes() + A[nz, j].tobytes()
+        neg_key = nz.tobytes() + (-A[nz, j]).tobytes()
+        k = seen.pop(neg_key, None)
+        if k is not None and c[k] == -c[j] and nz.size:
+            pairs.append((k, j))
+        else:
+            seen[key] = j
+    return np.asarray(pairs, dtype=int).reshape(-1, 2)
+
+
+def _solve_reduced(
+    problem: LPProblem,
+    cols: np.ndarray,
+    rows: np.ndarray,
+    v0: Tensor | None,
+    t0: float,
+    settings: dict[str, Any],
+) -> SolverReport:
+    """Solve the presolved sub-problem (twins merged into free variables) and map its fluxes
+    and duals back to the split columns (zeros for the columns presolve removed)."""
+    dev = problem.A.device
+    pairs = twin_columns(problem, cols, rows)
+    second = set(pairs[:, 1].tolist())
+    keep = np.array([j for j in cols if j not in second], dtype=int)  # sub-problem columns
+    pos_of = {int(j): i for i, j in enumerate(keep)}
+    ct = torch.as_tensor(keep, device=dev, dtype=torch.long)
+    rt = torch.as_tensor(rows, device=dev, dtype=torch.long)
+    first = torch.as_tensor([pos_of[int(j)] for j in pairs[:, 0]], device=dev, dtype=torch.long)
+    twin = torch.as_tensor(pairs[:, 1], device=dev, dtype=torch.long)
+    lb = problem.lb.index_select(1, ct)
+    if len(pairs):
+        lb = lb.index_copy(1, first, -problem.ub.index_select(1, twin))
+    sub = LPProblem(
+        A=problem.A.index_select(0, rt).index_select(1, ct), b=problem.b.index_select(1, rt),
+        lb=lb, ub=problem.ub.index_select(1, ct),
+        c=problem.c.index_select(0, ct), mode=problem.mode,
+        biomass_index=pos_of.get(problem.biomass_index, 0),
+        reaction_ids=[problem.reaction_ids[j] for j in keep], rows=[int(r) for r in rows],
+    )
+    if v0 is not None:
+        v0 = _check_state(v0, tuple(problem.lb.shape), "v0", problem.lb)
+        x0 = v0.index_select(1, ct)
+        if len(pairs):
+            x0 = x0.index_copy(1, first, x0[:, first] - v0.index_select(1, twin))
+        v0 = x0
+    rep = solve_pdhg(sub, v0=v0, reduce=False, **settings)
+    batch = problem.batch
+
+    def split(x: Tensor) -> Tensor:  # (batch, len(keep)) -> (batch, n)
+        out = x.new_zeros(batch, problem.n)
+        if len(pairs):
+            merged = x[:, first]
+            x = x.index_copy(1, first, torch.relu(merged))
+            out = out.index_copy(1, twin, torch.relu(-merged))
+        return out.index_copy(1, ct, x)
+
+    v = split(rep.v)
+    y = rep.dual.new_zeros(batch, problem.A.shape[0]).index_copy(1, rt, rep.dual)
+    with torch.no_grad():
+        r = problem.c - y @ problem.A  # reduced costs of the maximisation
+    return _finish(
+        rep.method, problem, v, rep.converged, rep.iterations, t0, settings["tol"],
+        dual=y, bound_dual=torch.relu(r), history={it: split(h) for it, h in rep.history.items()},
     )
 
 

@@ -144,3 +144,48 @@ def test_qp_and_lp_layers(textbook):
     )
     v_lp.sum().backward()
     assert lp.log_dt.grad is not None and torch.isfinite(lp.log_dt.grad)
+
+
+def test_twin_columns_are_the_split_pairs(textbook):
+    """Every reversible reaction (_for/_rev) and two-way exchange (_i/_o) is one twin pair."""
+    prob = sv.fba_problem(textbook, [dict(MINIMAL, EX_glc__D_e=10)], reduce_rows=False)
+    cols, rows = np.arange(prob.n), np.arange(prob.A.shape[0])
+    pairs = sv.twin_columns(prob, cols, rows)
+    by_reaction = {}
+    for j, col in enumerate(textbook.columns):
+        by_reaction.setdefault(col.reaction, []).append(j)
+    expected = {tuple(sorted(js)) for js in by_reaction.values() if len(js) == 2}
+    found = {tuple(p) for p in pairs.tolist()}
+    assert expected <= found and len(expected) > 40  # 60 reversible reactions and exchanges
+    # the extra pair: FRD7 and SUCDi, two irreversible reactions with opposite stoichiometry
+    extra = found - expected
+    assert {(textbook.columns[j].id, textbook.columns[k].id) for j, k in extra} == {
+        ("FRD7", "SUCDi")
+    }
+    S = textbook.S
+    assert all(np.array_equal(S[:, j], -S[:, k]) for j, k in extra)
+    # a parsimony term (|v| is not linear in v_for - v_rev) keeps the twins apart
+    pfba = sv.fba_problem(textbook, [dict(MINIMAL, EX_glc__D_e=10)], parsimony=1e-4)
+    assert len(sv.twin_columns(pfba, cols, np.arange(pfba.A.shape[0]))) == 0
+
+
+def test_presolve_removes_only_zero_fluxes(ijo1366):
+    """Columns presolve fixes at 0 cannot carry flux: COBRApy FBA with all of them knocked
+    out reaches the same growth rate, and PDHG on the reduced problem agrees."""
+    medium = {k: v for k, v in ijo1366.model.medium.items()}
+    prob = sv.fba_problem(ijo1366, [medium], reduce_rows=False)
+    cols, rows = sv.presolve(prob)
+    removed = sorted(set(range(prob.n)) - set(cols.tolist()))
+    assert 300 < len(removed) < prob.n // 4 and len(rows) < prob.A.shape[0]
+    ref = ijo1366.solve(medium, method="fba").growth
+    with ijo1366.model as model:
+        model.medium = medium
+        for j in removed:
+            col = ijo1366.columns[j]
+            rxn = model.reactions.get_by_id(col.reaction)
+            # the split column's direction of the COBRApy reaction is closed
+            if col.sign > 0:
+                rxn.upper_bound = min(rxn.upper_bound, 0.0)
+            else:
+                rxn.lower_bound = max(rxn.lower_bound, 0.0)
+        assert model.slim_optimize() == pytest.approx(ref, rel=1e-6)
