@@ -216,3 +216,71 @@ def test_learn_only_varied_uptakes(toy_reservoir):
     assert np.all(V[:, varied][C[:, varied] > 0] < 2.0)
     with pytest.raises(ValueError, match="learn must be"):
         rc.fit_reservoir(pre, C, np.array([0.2, 0.3]), epochs=1, learn="some")
+
+
+# ------------------------------------------------------------------ the mechanistic reservoir
+@pytest.fixture(scope="module")
+def qp_reservoir(data, tmp_path_factory):
+    """Fast-mode AMN-QP reservoir on iJO1366 (220 simulated media, 20 epochs), cached in a
+    temporary folder."""
+    torch.set_num_threads(1)
+    net, _ = rc.load_network("iJO1366", data.in_ids)
+    sz = rc.sizes(True)
+    folder = tmp_path_factory.mktemp("reservoirs")
+    kw = dict(size=sz["pretrain_size"], batch_size=sz["pretrain_batch"], lr=sz["pretrain_lr"],
+              device=torch.device("cpu"))
+    pre = rc.pretrain_reservoir(net, epochs=sz["pretrain_epochs"], cache=folder, **kw)
+    return pre, folder, kw
+
+
+def test_pretrained_amn_qp_reservoir_and_its_cache(qp_reservoir):
+    pre, folder, kw = qp_reservoir
+    amn = pre.amn
+    assert pre.architecture == "AMN-QP" and amn.mechanism == "QPLayer" and amn.iterations == 4
+    assert pre.n_samples == 220 and not pre.from_cache
+    assert pre.q2 > 0.8  # held-out simulated growth, 20 epochs
+    assert pre.sv2 < 0.05
+    assert pre.varied.sum() == 10  # the carbon sources vary, the other 28 are at 2.2
+    assert np.allclose(pre.vmax[~pre.varied], 2.2) and pre.vmax.max() <= 2.2 + 1e-12
+    again = rc.pretrain_reservoir(pre.network, epochs=pre.epochs, cache=folder, **kw)
+    assert again.from_cache and again.cache == pre.cache and again.q2 == pre.q2
+    for a, b in zip(amn.state_dict().values(), again.amn.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    other = rc.pretrain_reservoir(pre.network, epochs=1, cache=folder, **kw)
+    assert not other.from_cache and other.cache != pre.cache  # settings are part of the key
+
+
+def test_growth_through_the_whole_amn_and_through_its_prior(qp_reservoir, data):
+    pre = qp_reservoir[0]
+    model = rc.ReservoirModel(pre.amn, pre.vmax)
+    assert model.mechanistic
+    V_in = torch.as_tensor(data.C[:20] * 1.5, dtype=torch.float32)
+    with torch.no_grad():
+        V, V0 = pre.amn(V_in, return_prior=True)
+        b = pre.amn.biomass_index
+        assert torch.allclose(model.growth(V_in, "amn"), V[:, b])
+        assert torch.allclose(model.growth(V_in, "prior"), V0[:, b], atol=1e-6)
+    corr = rc.mechanistic_correction(pre.amn, V_in)
+    assert corr["flux_mean"] > 1e-5  # the QP layer moves the fluxes...
+    assert corr["max"] < 1e-3  # ...but hardly the growth rate on genome scale
+    with pytest.raises(ValueError, match="through must be"):
+        model.growth(V_in, "layer")
+
+
+def test_mechanistic_reservoir_learns_measured_growth(qp_reservoir, data):
+    pre = qp_reservoir[0]
+    folds = rc.make_folds(data.n_carbon, 5, (0,))
+    sz = rc.sizes(True)
+    held, train_r2, model = rc.cross_val_reservoir(
+        pre, data.C, data.y, folds, epochs=sz["reservoir_epochs"],
+        exact_epochs=sz["exact_epochs"], learn="varied",
+    )  # fmt: skip
+    q2 = rc.pooled_q2(data.y, held)
+    assert 0.5 < q2 < 0.9 and train_r2.mean() > q2 - 0.05
+    V = rc.held_out_uptakes(model, data.C, folds)
+    shift = rc.domain_shift(V, data.C, pre)
+    assert shift["fraction_off_domain"] == 0.0  # only the carbon sources were learned
+    fba = rc.MediumFBA(pre.network, data.in_ids)
+    g = fba.growth(V[0])
+    # on the reservoir's domain FBA with the learned bounds reproduces the reservoir's growth
+    assert np.corrcoef(g, held[0])[0, 1] > 0.9
