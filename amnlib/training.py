@@ -611,14 +611,19 @@ def table1_frame(records: Sequence[dict[str, Any]]):
             "R2 (paper)": p.get("r2"),
             "Q2 X-fold": _pm(r["q2"], r["q2_std"]),
             "Q2 (paper)": p.get("q2"),
-            "||SV||2 X-fold": round(r["sv2"], 3),
+            "||SV||2 X-fold": _sig(r["sv2"]),
             "||SV||2 (paper)": p.get("sv2"),
             "Q2 test": round(r.get("q2_test", float("nan")), 3),
             "Q2 test (paper)": p.get("q2_test"),
-            "||SV||2 test": round(r.get("sv2_test", float("nan")), 3),
+            "||SV||2 test": _sig(r.get("sv2_test", float("nan"))),
             "||SV||2 test (paper)": p.get("sv2_test"),
         })
     return pd.DataFrame(rows).set_index(["architecture", "target"])
+
+
+def _sig(x: float) -> float:
+    """Three significant digits (the ||SV||^2 of the AMNs is ~1e-12, of ANN Dense ~1e2)."""
+    return float(f"{x:.3g}")
 
 
 def _pm(mean: float, std: float) -> str:
