@@ -17,11 +17,16 @@ Q^2 from the pooled held-out predictions, :func:`pooled_q2`):
   column, so each BFGS step costs one LP per medium instead of one per medium and parameter);
 * black-box baselines on the 10 carbon-source columns: OLS (statsmodels), XGBoost, random forest,
   a dense network (:data:`BASELINES`);
-* the reservoir (:class:`ReservoirModel`): an AMN pre-trained on simulated pFBA data of the
-  experimental media (:func:`pretrain_reservoir`, the generator's ratio-0 "experimental" mode) is
-  frozen; a trainable dense layer maps ``C`` to uptake fluxes ``V_in`` feeding it, trained on the
-  measured growth rates (:func:`fit_reservoir`). The learned uptakes are exported as COBRApy
-  medium dicts / a table (:func:`learned_uptakes`, Table S2 analog) and fed back to FBA.
+* the reservoir (:class:`ReservoirModel`): an AMN-QP pre-trained on simulated pFBA data of the
+  experimental media (:func:`pretrain_reservoir`, the generator's ratio-0 "experimental" mode,
+  cached on disk) is frozen; a trainable dense layer maps ``C`` to uptake fluxes ``V_in``
+  feeding it, trained on the measured growth rates through the frozen AMN
+  (:func:`cross_val_reservoir`, :func:`fit_reservoir`). The learned uptakes are exported as
+  COBRApy medium dicts / a table (:func:`learned_uptakes`, Table S2 analog) and fed back to FBA.
+  FBA can use them only where they stay on the reservoir's pre-training domain
+  (:func:`domain_shift`): the book's reservoir is pre-trained with every present compound varied
+  (:func:`pretraining_spec`) and its layer learns every uptake within its pre-training range
+  (``learn="domain"``).
 
 :func:`run` is the ``amnlib reproduce reservoir`` experiment.
 """
@@ -73,6 +78,8 @@ __all__ = [
     "cross_val_reservoir",
     "held_out_uptakes",
     "domain_shift",
+    "LEARN",
+    "SHORTCUT_TOL",
     "fit_reservoir",
     "learned_uptakes",
     "media_dicts",
@@ -684,6 +691,7 @@ class ReservoirModel(nn.Module):
         vmax: float | Sequence[float],
         n_models: int = 1,
         learn: Sequence[bool] | np.ndarray | None = None,
+        vmin: float | Sequence[float] | None = None,
     ):
         super().__init__()
         self.amn = amn
@@ -695,6 +703,10 @@ class ReservoirModel(nn.Module):
         self.weight = nn.Parameter(torch.stack([m.linear.weight.T for m in layers]).detach())
         self.bias = nn.Parameter(torch.stack([m.linear.bias for m in layers])[:, None].detach())
         self.register_buffer("vmax", layers[0].vmax.clone())
+        vm = np.broadcast_to(np.asarray(0.0 if vmin is None else vmin, dtype=float), (n_in,))
+        if np.any(vm < 0) or np.any(vm > self.vmax.numpy()):
+            raise ValueError("vmin must lie between 0 and vmax for every uptake")
+        self.register_buffer("vmin", torch.as_tensor(vm.copy()).float())
         learn_mask = np.ones(n_in, bool) if learn is None else np.asarray(learn, bool)
         if learn_mask.shape != (n_in,):
             raise ValueError(f"learn must have {n_in} entries, got shape {learn_mask.shape}")
@@ -715,12 +727,13 @@ class ReservoirModel(nn.Module):
         return self
 
     def uptake(self, C: Tensor) -> Tensor:
-        """V_in = vmax * sigmoid(C W + b) * C, (n_models, batch, n_in) or (batch, n_in); uptakes
-        not in ``learn`` stay at ``vmax`` (their pre-training value) when present."""
+        """V_in = (vmin + (vmax - vmin) sigmoid(C W + b)) * C, (n_models, batch, n_in) or
+        (batch, n_in); uptakes not in ``learn`` stay at ``vmax`` (their pre-training value) when
+        present."""
         single = C.ndim == 2
         Cm = C.expand(self.n_models, *C.shape) if single else C
-        vmax = self.vmax.to(C.dtype)
-        learned = vmax * torch.sigmoid(Cm @ self.weight + self.bias)
+        vmax, vmin = self.vmax.to(C.dtype), self.vmin.to(C.dtype)
+        learned = vmin + (vmax - vmin) * torch.sigmoid(Cm @ self.weight + self.bias)
         V_in = torch.where(self.learn, learned, vmax) * Cm
         return V_in[0] if single and self.n_models == 1 else V_in
 
@@ -783,7 +796,8 @@ class Pretrained:
     simulated media), ``n_samples``, ``seconds`` (generation, training), ``architecture``,
     ``varied`` (n_in,) which uptakes varied in the simulated set, ``sv2`` (held-out
     ``||SV||^2``), ``epochs``, ``seconds_per_epoch``, ``cache`` (the file it was loaded from or
-    saved to, ``None`` without cache), ``from_cache``."""
+    saved to, ``None`` without cache), ``from_cache``, ``vmin`` (n_in,) smallest uptake per
+    column among the media where the compound is present."""
 
     amn: Any
     network: MetabolicNetwork
@@ -798,6 +812,7 @@ class Pretrained:
     seconds_per_epoch: float = float("nan")
     cache: str | None = None
     from_cache: bool = False
+    vmin: np.ndarray | None = None
 
 
 #: Levels of the compounds that are fixed in the published spec when ``vary="all"``.
@@ -859,7 +874,7 @@ def pretrain_reservoir(
     ``layer_preset`` (:data:`amnlib.models.LAYER_PRESETS`): ``"paper"`` (default) the published
     QP steps, which on a genome-scale network hardly change the prior's growth rate (cheap to
     train through); ``"network"`` steps that project onto ``S V = 0`` (an exact mass balance,
-    about 5x the cost per sample on iJO1366: a GPU setting).
+    about 3x the cost per sample on iJO1366: a GPU setting).
 
     ``vary``: ``"carbon"`` (the spec as published: only the 10 carbon sources vary) or
     ``"all"`` (:func:`pretraining_spec`: every present compound varies, so that a layer that
@@ -889,6 +904,8 @@ def pretrain_reservoir(
     n_val = max(1, len(X) // 10)
     val, tr = perm[:n_val], perm[n_val:]
     vmax = X.max(axis=0)
+    vmin = np.array([X[X[:, k] > 0, k].min() if (X[:, k] > 0).any() else 0.0
+                     for k in range(X.shape[1])])  # fmt: skip
     varied = np.array([len(np.unique(X[X[:, k] > 0, k])) > 1 for k in range(X.shape[1])])
     amn = AMN(network, architecture, x_scale=np.maximum(vmax, 1e-6), layer_preset=layer_preset)
     amn = amn.to(device)
@@ -912,7 +929,7 @@ def pretrain_reservoir(
                     seconds={"generate": t_gen, "fit": float(ex["fit_seconds"])},
                     architecture=architecture, varied=varied, sv2=float(ex["sv2"]),
                     epochs=int(epochs), seconds_per_epoch=float(ex["seconds_per_epoch"]),
-                    cache=str(path), from_cache=True,
+                    cache=str(path), from_cache=True, vmin=vmin,
                 )  # fmt: skip
             except Exception as err:  # noqa: BLE001 - a broken cache file is retrained
                 warnings.warn(f"ignoring unreadable reservoir cache {path}: {err}", stacklevel=2)
@@ -926,6 +943,7 @@ def pretrain_reservoir(
         amn=amn, network=network, vmax=vmax, q2=float(ev["q2"]), n_samples=len(X),
         seconds={"generate": t_gen, "fit": t_fit}, architecture=architecture, varied=varied,
         sv2=float(ev["sv2"]), epochs=int(epochs), seconds_per_epoch=hist.seconds_per_epoch,
+        vmin=vmin,
     )  # fmt: skip
     if path is not None:
         save_model(amn, path, extra={"q2": pre.q2, "sv2": pre.sv2, "fit_seconds": t_fit,
@@ -935,16 +953,27 @@ def pretrain_reservoir(
     return pre
 
 
-def _learn_mask(pre: Pretrained, learn: str) -> np.ndarray | None:
-    """``learn="all"``: the layer sets every uptake (the paper); ``"varied"``: only uptakes that
-    varied in pre-training (the carbon sources), the others stay at their pre-training value."""
+#: What the uptake layer learns (:func:`cross_val_reservoir`).
+LEARN = ("all", "varied", "domain")
+
+
+def _layer_args(pre: Pretrained, learn: str) -> dict[str, Any]:
+    """``learn="all"``: the layer sets every uptake in ``[0, vmax]`` (the paper); ``"varied"``:
+    only uptakes that varied in pre-training (the carbon sources), the others stay at their
+    pre-training value; ``"domain"``: every uptake within the range it had in pre-training,
+    ``[vmin, vmax]`` (the reservoir's domain; with the published spec the same as
+    ``"varied"``)."""
     if learn == "all":
-        return None
+        return {"learn": None}
     if learn == "varied":
         if pre.varied is None:
             raise ValueError("the pre-trained reservoir does not record which uptakes varied")
-        return pre.varied
-    raise ValueError(f"learn must be 'all' or 'varied', got {learn!r}")
+        return {"learn": pre.varied}
+    if learn == "domain":
+        if pre.vmin is None:
+            raise ValueError("the pre-trained reservoir does not record its smallest uptakes")
+        return {"learn": None, "vmin": pre.vmin}
+    raise ValueError(f"learn must be one of {LEARN}, got {learn!r}")
 
 
 def _train_reservoir(
@@ -997,7 +1026,7 @@ def fit_reservoir(
     the last ``exact_epochs`` through the whole AMN, see :func:`cross_val_reservoir`)."""
     torch.manual_seed(int(seed))
     p = next(pre.amn.parameters())
-    model = ReservoirModel(pre.amn, pre.vmax, learn=_learn_mask(pre, learn))
+    model = ReservoirModel(pre.amn, pre.vmax, **_layer_args(pre, learn))
     model = model.to(device=p.device, dtype=p.dtype)
     Ct = torch.as_tensor(np.asarray(C), dtype=p.dtype, device=p.device)
     yt = torch.as_tensor(np.asarray(y), dtype=p.dtype, device=p.device)
@@ -1038,7 +1067,7 @@ def cross_val_reservoir(
     torch.manual_seed(int(seed))
     p = next(pre.amn.parameters())
     F, n = len(folds), len(y)
-    model = ReservoirModel(pre.amn, pre.vmax, n_models=F, learn=_learn_mask(pre, learn))
+    model = ReservoirModel(pre.amn, pre.vmax, n_models=F, **_layer_args(pre, learn))
     model = model.to(device=p.device, dtype=p.dtype)
     mask = np.zeros((F, n))
     for k, f in enumerate(folds):
@@ -1110,14 +1139,15 @@ def sizes(fast: bool) -> dict[str, Any]:
     if fast:
         return dict(n_splits=5, seeds=(0,), bfgs_maxiter=5, bfgs_cv_maxiter=2, bfgs_cv_seeds=(0,),
                     pretrain_size=220, pretrain_epochs=20, pretrain_batch=20, pretrain_lr=1e-2,
-                    reservoir_epochs=150, exact_epochs=2,
+                    reservoir_lr=0.01,
+                    reservoir_epochs=300, exact_epochs=2,
                     ann_epochs=200, trees=50, architecture="AMN-QP",
                     layer_preset="paper")  # fmt: skip
     return dict(n_splits=10, seeds=(0, 1, 2), bfgs_maxiter=25, bfgs_cv_maxiter=10,
                 bfgs_cv_seeds=(0,), pretrain_size=3300, pretrain_epochs=30, pretrain_batch=100,
-                pretrain_lr=3e-3,
+                pretrain_lr=3e-3, reservoir_lr=0.01,
                 reservoir_epochs=300,
-                exact_epochs=5, ann_epochs=600, trees=200, architecture="AMN-QP",
+                exact_epochs=2, ann_epochs=600, trees=200, architecture="AMN-QP",
                 layer_preset="paper")  # fmt: skip
 
 
@@ -1205,23 +1235,32 @@ def run(fast: bool = False, full: bool = False, network: MetabolicNetwork | None
     lap("fba_bfgs")
     base = baseline_predictions(data, folds, ann_epochs=sz["ann_epochs"], trees=sz["trees"])
     lap("baselines")
-    pre = pretrain_reservoir(network, size=sz["pretrain_size"], epochs=sz["pretrain_epochs"],
-                             batch_size=sz["pretrain_batch"], lr=sz["pretrain_lr"],
-                             architecture=sz["architecture"], layer_preset=sz["layer_preset"],
-                             device=pick_device())  # fmt: skip
-    lap("pretrain")
+    kw = dict(size=sz["pretrain_size"], epochs=sz["pretrain_epochs"],
+              batch_size=sz["pretrain_batch"], lr=sz["pretrain_lr"],
+              architecture=sz["architecture"], layer_preset=sz["layer_preset"],
+              device=pick_device())  # fmt: skip
+    # the reservoir: every present compound varied in pre-training, every uptake learned within
+    # its pre-training range; beside it the published spec (only the carbon sources vary)
+    reservoirs = {"all": pretrain_reservoir(network, vary="all", **kw)}
+    lap("pretrain_vary_all")
+    reservoirs["carbon"] = pretrain_reservoir(network, vary="carbon", **kw)
+    lap("pretrain_vary_carbon")
     res: dict[str, dict[str, Any]] = {}
-    for learn in ("all", "varied"):
+    for name, vary, learn in (("main", "all", "domain"), ("carbon_all", "carbon", "all"),
+                              ("carbon_varied", "carbon", "varied")):  # fmt: skip
         held, train_r2, model = cross_val_reservoir(
-            pre, data.C, y, folds, epochs=sz["reservoir_epochs"],
-            exact_epochs=sz["exact_epochs"], learn=learn,
+            reservoirs[vary], data.C, y, folds, epochs=sz["reservoir_epochs"],
+            lr=sz["reservoir_lr"], exact_epochs=sz["exact_epochs"], learn=learn,
         )  # fmt: skip
         V_held = held_out_uptakes(model, data.C, folds)
-        res[learn] = {"held": held, "train_r2": train_r2, "V": V_held,
-                      "prior_epochs": model.prior_epochs,
-                      "fba": np.stack([fba.growth(V) for V in V_held])}  # fmt: skip
-        lap(f"reservoir_{learn}")
-    held = res["all"]["held"]
+        g_fba = np.stack([fba.growth(V) for V in V_held])
+        res[name] = {"held": held, "train_r2": train_r2, "V": V_held, "fba": g_fba,
+                     "prior_epochs": model.prior_epochs, "q2": pooled_q2(y, held),
+                     "fba_q2": pooled_q2(y, g_fba),
+                     "fba_vs_reservoir_r2": r2(held.ravel(), g_fba.ravel())}  # fmt: skip
+        lap(f"reservoir_{name}")
+    pre = reservoirs["all"]
+    held = res["main"]["held"]
     ceiling = noise_ceiling(data.replicates)
     q2 = {
         "amn": pooled_q2(y, held),
@@ -1230,20 +1269,24 @@ def run(fast: bool = False, full: bool = False, network: MetabolicNetwork | None
         "fba_bfgs": pooled_q2(y, fb["bfgs_cv"]),
         **{k: pooled_q2(y, v) for k, v in base.items()},
     }
-    outside = domain_shift(res["all"]["V"], data.C, pre)
     metrics = {
         "q2": q2,
         "r2_full_data": {
             "fba_scaled": r2(y, fb["scale"] * fb["default"]),
             "fba_bfgs": r2(y, fb["bfgs_full"]),
-            "amn_train": float(np.mean(res["all"]["train_r2"])),
+            "amn_train": float(np.mean(res["main"]["train_r2"])),
         },
-        "fba_reservoir_bounds": pooled_q2(y, res["all"]["fba"]),
-        "amn_learn_varied": pooled_q2(y, res["varied"]["held"]),
-        "fba_reservoir_bounds_learn_varied": pooled_q2(y, res["varied"]["fba"]),
-        "fba_vs_reservoir_r2_learn_varied": r2(res["varied"]["held"].ravel(),
-                                               res["varied"]["fba"].ravel()),
-        "learn_all_uptakes_off_domain": outside,
+        "fba_reservoir_bounds": res["main"]["fba_q2"],
+        "fba_vs_reservoir_r2": res["main"]["fba_vs_reservoir_r2"],
+        "published_spec": {
+            "learn_all": {k: res["carbon_all"][k] for k in ("q2", "fba_q2",
+                                                            "fba_vs_reservoir_r2")},
+            "learn_varied": {k: res["carbon_varied"][k] for k in ("q2", "fba_q2",
+                                                                  "fba_vs_reservoir_r2")},
+            "learn_all_off_domain": domain_shift(res["carbon_all"]["V"], data.C,
+                                                 reservoirs["carbon"]),
+            "pretrain_q2": reservoirs["carbon"].q2,
+        },  # fmt: skip
         "fba_default_pearson_r2": float(np.corrcoef(fb["default"], y)[0, 1] ** 2),
         "noise_ceiling": ceiling["loo_replicate"],
         "noise_ceilings": ceiling,
@@ -1254,10 +1297,10 @@ def run(fast: bool = False, full: bool = False, network: MetabolicNetwork | None
         "reservoir_pretrain": {"n_samples": pre.n_samples, "epochs": pre.epochs,
                                "seconds_per_epoch": pre.seconds_per_epoch,
                                "from_cache": pre.from_cache, **pre.seconds},  # fmt: skip
-        "mechanistic_correction": mechanistic_correction(pre.amn, res["all"]["V"]),
+        "mechanistic_correction": mechanistic_correction(pre.amn, res["main"]["V"]),
         "layer_preset": pre.amn.config().get("layer_preset"),
         "reservoir_epochs": {"total": sz["reservoir_epochs"],
-                             "through_prior": res["all"]["prior_epochs"]},  # fmt: skip
+                             "through_prior": res["main"]["prior_epochs"]},  # fmt: skip
         "model": network.name,
         "architecture": pre.architecture,
         "folds": f"{sz['n_splits']}-fold x {len(sz['seeds'])} seeds (stratified by # carbon "
@@ -1286,16 +1329,20 @@ def run(fast: bool = False, full: bool = False, network: MetabolicNetwork | None
         f"BFGS starts at {BFGS_START} (the preprint's 5 leaves iJO1366 O2-limited at the "
         "default bound 10: zero gradient for the carbon bounds)",
         f"reservoir: {pre.architecture} (dense prior + QP layer, UB, "
-        f"layer_preset={sz['layer_preset']!r}) pre-trained on "
-        f"{pre.n_samples} simulated pFBA media of the experimental compositions, "
-        f"{pre.epochs} epochs; uptake layer trained {sz['reservoir_epochs']} epochs, the last "
-        f"{sz['exact_epochs']} through the whole AMN (before: through its prior, whose growth "
-        "differs by mechanistic_correction)",
-        "fba_reservoir_bounds: FBA with each fold's learned uptakes of its held-out media; with "
-        "every uptake learned (the paper's setting) the layer moves the 28 compounds that were "
-        "fixed at 2.2 in pre-training (O2, salts) off the reservoir's domain "
-        "(learn_all_uptakes_off_domain), where FBA caps growth by them and the reservoir does "
-        "not; learn_varied (only the carbon sources learned) stays on the domain",
+        f"layer_preset={sz['layer_preset']!r}) pre-trained on {pre.n_samples} simulated pFBA "
+        "media of the experimental compositions with every present compound varied (10 levels "
+        f"up to 2.2; carbon sources 100), {pre.epochs} epochs; the uptake layer learns every "
+        "uptake within its pre-training range (learn='domain'), "
+        f"{sz['reservoir_epochs']} epochs at lr {sz['reservoir_lr']} (chosen among 0.03 and "
+        f"0.01 on these folds), the last {sz['exact_epochs']} through the whole AMN (before: "
+        "through its prior, whose growth differs by mechanistic_correction)",
+        "fba_reservoir_bounds: FBA with each fold's learned uptakes of its held-out media",
+        "published_spec: the reservoir pre-trained on the published spec (only the 10 carbon "
+        "sources vary, the 28 other compounds fixed at 2.2); learning every uptake in [0, 2.2] "
+        "(the paper's setting) moves those 28 off the reservoir's domain (learn_all_off_domain: "
+        "salts and amino acids far below 2.2), where FBA caps growth by them and the reservoir "
+        "does not; "
+        "learning only the carbon sources stays on the domain",
     ]
     return Report(name="reservoir", metrics=metrics, paper=paper, notes=notes)
 

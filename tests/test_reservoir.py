@@ -284,3 +284,32 @@ def test_mechanistic_reservoir_learns_measured_growth(qp_reservoir, data):
     g = fba.growth(V[0])
     # on the reservoir's domain FBA with the learned bounds reproduces the reservoir's growth
     assert np.corrcoef(g, held[0])[0, 1] > 0.9
+
+
+def test_learn_within_the_pretraining_range(toy_reservoir):
+    from dataclasses import replace
+
+    vmin = np.array([0.2, 0.5, 0.02, 1.0, 2.0, 0.2])
+    pre = replace(toy_reservoir, vmin=vmin)
+    C = np.array([[1, 1, 0, 1, 1, 1], [1, 0, 1, 1, 0, 1]], dtype=float)
+    model = rc.fit_reservoir(pre, C, np.array([0.2, 0.3]), epochs=30, learn="domain",
+                             lr=0.3)  # fmt: skip
+    V = rc.learned_uptakes(model, C, pre.amn.in_ids).to_numpy()
+    present = C > 0
+    assert np.all(V[~present] == 0)
+    lo, hi = np.broadcast_to(vmin, V.shape)[present], 2.0
+    assert np.all(V[present] >= lo - 1e-6) and np.all(V[present] <= hi + 1e-6)
+    assert np.allclose(V[:, 4][present[:, 4]], 2.0)  # vmin == vmax: fixed
+    assert not np.allclose(V[present], np.broadcast_to((vmin + 2.0) / 2, V.shape)[present])
+    with pytest.raises(ValueError, match="smallest uptakes"):
+        rc.fit_reservoir(toy_reservoir, C, np.array([0.2, 0.3]), epochs=1, learn="domain")
+
+
+def test_pretraining_specs():
+    published, broad = rc.pretraining_spec("carbon"), rc.pretraining_spec("all")
+    assert (published["level"] == 1).sum() == 28 and (published["level"] == 100).sum() == 10
+    assert (broad["level"] == rc.ALL_LEVELS).sum() == 28 and (broad["level"] == 100).sum() == 10
+    assert list(broad.index) == list(published.index)
+    assert np.allclose(broad["max_value"], 2.2)
+    with pytest.raises(ValueError, match="vary must be"):
+        rc.pretraining_spec("salts")
