@@ -486,7 +486,9 @@ def _cpu_settings(x: Tensor):
         yield
         return
     threads = torch.get_num_threads()
-    small = x.numel() * x.shape[-1] < 5e7
+    # up to ~1e6 elements an element-wise op takes < 1 ms on one core; a second thread gains
+    # little there and, on a busy machine, waiting for it costs 10-100x
+    small = x.numel() * x.shape[-1] < 5e7 or x.numel() < 1e6
     supported = torch.set_flush_denormal(True)
     if small:
         torch.set_num_threads(1)
@@ -598,6 +600,37 @@ def presolve(problem: LPProblem) -> tuple[np.ndarray, np.ndarray]:
     return np.flatnonzero(col), np.flatnonzero(row)
 
 
+def _halpern_block(
+    x: Tensor, y: Tensor, x0: Tensor, y0: Tensor, count: Tensor, steps: int,
+    tau: Tensor, sigma: Tensor, cs: Tensor, bs: Tensor, ls: Tensor, us: Tensor,
+    col_a: Any, col_at: Any, reflection: float, record: set[int],
+) -> tuple[Any, ...]:
+    """``steps`` reflected Halpern PDHG iterations on ``(batch, n)`` / ``(batch, p)`` states,
+    run in column layout ``(n, batch)`` where the sparse products need no transposes (about
+    twice as fast at genome scale). Returns ``x, y`` (Halpern iterates), ``xT, yT`` (last PDHG
+    step) and ``x_prev, y_prev`` (the iterates before it), all ``(batch, .)``, and
+    ``{k: xT}`` (detached) for the steps ``k`` (1-based) listed in ``record``."""
+    t = [z.T.contiguous() for z in (x, y, x0, y0, bs, ls, us)]
+    xc, yc, x0c, y0c, bsc, lsc, usc = t
+    tau_c, sigma_c, csc = tau.T, sigma.T, cs[:, None]
+    xn = yn = xp = yp = xc
+    snaps: dict[int, Tensor] = {}
+    for k in range(steps):
+        lam = ((count + k + 1) / (count + k + 2)).T  # (1, batch)
+        xn = torch.clamp(torch.addcmul(xc, tau_c, col_at(yc) - csc), lsc, usc)
+        xe = torch.lerp(xc, xn, 2.0)  # 2 x+ - x
+        yn = torch.addcmul(yc, sigma_c, bsc - col_a(xe))
+        if reflection == 1.0:
+            xr, yr = xe, torch.lerp(yc, yn, 2.0)
+        else:
+            xr, yr = torch.lerp(xc, xn, 1.0 + reflection), torch.lerp(yc, yn, 1.0 + reflection)
+        xp, yp = xc, yc
+        xc, yc = torch.lerp(x0c, xr, lam), torch.lerp(y0c, yr, lam)
+        if k + 1 in record:
+            snaps[k + 1] = xn.T.detach().clone()
+    return xc.T, yc.T, xn.T, yn.T, xp.T, yp.T, snaps
+
+
 def solve_pdhg(
     problem: LPProblem,
     max_iterations: int = 5_000,
@@ -669,7 +702,20 @@ def solve_pdhg(
 
         def mul_at(yy: Tensor) -> Tensor:  # (batch, p) -> (batch, n): rows of A^T y
             return (AsT_csr @ yy.T).T
+
+        def col_a(xc: Tensor) -> Tensor:  # (n, batch) -> (p, batch)
+            return As_csr @ xc
+
+        def col_at(yc: Tensor) -> Tensor:  # (p, batch) -> (n, batch)
+            return AsT_csr @ yc
     else:
+        AsT = As.T.contiguous()
+
+        def col_a(xc: Tensor) -> Tensor:
+            return As @ xc
+
+        def col_at(yc: Tensor) -> Tensor:
+            return AsT @ yc
 
         def mul_a(xx: Tensor) -> Tensor:
             return xx @ As.T
@@ -745,7 +791,18 @@ def solve_pdhg(
     res_last = torch.full((batch,), math.inf, dtype=dtype, device=device)
     with _cpu_settings(x):
         while it < max_iterations and not bool(done.all()):
-            for _ in range(min(check_every, max_iterations - it)):
+            steps = min(check_every, max_iterations - it)
+            if halpern and compact:  # the fast path: a block of iterations, column layout
+                x, y, xT, yT, x_prev, y_prev, snaps = _halpern_block(
+                    x, y, x0, y0, count, steps, eta / w, eta * w, cs, bs, ls, us, col_a,
+                    col_at, reflection, {r - it for r in record if it < r <= it + steps},
+                )
+                for k, xt in snaps.items():
+                    history[it + k] = out_x.detach().index_copy(0, active, xt) * dc
+                count = count + steps
+                it += steps
+                since = since + steps
+            for _ in range(0 if halpern and compact else steps):
                 tau, sigma = eta / w, eta * w
                 # fused element-wise ops: at genome scale they, not the sparse products, cost most
                 x_new = torch.clamp(torch.addcmul(x, tau, mul_at(y) - cs), ls, us)
