@@ -1216,11 +1216,13 @@ def run(fast: bool = False, full: bool = False, network: MetabolicNetwork | None
         sz.update(pretrain_size=11000, pretrain_epochs=100, layer_preset="network")
     t0 = time.perf_counter()
     stages: dict[str, float] = {}
+    clock = [t0]
 
-    def lap(name: str, since: list[float] = [t0]) -> None:  # noqa: B006 - a running clock
+    def lap(name: str) -> None:
+        """Record the seconds since the previous lap as stage ``name``."""
         now = time.perf_counter()
-        stages[name] = now - since[0]
-        since[0] = now
+        stages[name] = now - clock[0]
+        clock[0] = now
 
     data = load_growth_data()
     notes: list[str] = []
