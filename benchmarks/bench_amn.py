@@ -2,14 +2,14 @@
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bench_amn.py [--table1 PATH] [--skip-genome]
+    .venv/bin/python benchmarks/bench_amn.py [--table1 PATH]
 
 For every architecture, one epoch over the 8,000 training media of the textbook protocol
 (10,000 samples, 5 folds) is timed with the paper's batch size (5; measured on a slice of the
 epoch and scaled to 8,000 samples) and with our batch size (100, a full epoch). The ratio is the
 paper's per-epoch time (8-core Intel i9, Table 1) divided by ours: above 1, we are faster.
-A small genome-scale check (iJO1366, a few hundred pFBA samples) records the cost of one epoch
-there. ``--table1 PATH`` merges a JSON written by ``amnlib reproduce amn --json PATH`` (the full
+The genome-scale row (iJO1366) is copied from ``benchmarks/bench_amn_genome.py``'s JSON.
+``--table1 PATH`` merges a JSON written by ``amnlib reproduce amn --json PATH`` (the full
 protocol) under ``table1``; ``--rows PATH ...`` replaces single rows of ``table1`` with the
 records of :func:`amnlib.training.table1` saved as JSON (``{"AMN-QP / all": record, ...}``), for
 rows re-run after a change. Writes ``benchmarks/results/amn.json``.
@@ -50,31 +50,16 @@ def time_epoch(net, arch: str, X, Y, batch_size: int, n_samples: int, hidden: in
     return (time.perf_counter() - t0) * TRAIN / n_samples
 
 
-def genome_check(size: int = 200, epochs: int = 2) -> dict:
-    """A CPU check of the pipeline on iJO1366: generate, train AMN-QP, time an epoch."""
-    from amnlib.network import MetabolicNetwork
-    from amnlib.simulate import generate
-    from amnlib.training import evaluate
-
-    t0 = time.perf_counter()
-    ts = generate("iJO1366", spec="iML1515", size=size, seed=0, progress=False)
-    t_gen = time.perf_counter() - t0
-    net = MetabolicNetwork.load("iJO1366", medium=ts.x_ids)
-    n = int(0.8 * len(ts.X))
-    torch.manual_seed(0)
-    model = AMN(net, "AMN-QP", hidden=200, x_scale=np.maximum(ts.X.max(0), 1e-6))
-    hist = fit(model, net, ts.X[:n], ts.Y[:n], target="biomass", epochs=epochs, batch_size=20,
-               lr=3e-3, progress=False)
-    m = evaluate(model, ts.X[n:], ts.Y[n:], "biomass", net.S)
-    return {
-        "model": "iJO1366", "spec": "iML1515", "samples": len(ts.X), "n": net.n, "m": net.m,
-        "n_in": len(ts.x_ids), "generation_seconds": t_gen, "epochs": epochs,
-        "seconds_per_epoch": hist.seconds_per_epoch,
-        "seconds_per_epoch_8000": hist.seconds_per_epoch * TRAIN / n,
-        "parameters": model.n_parameters(), "q2_growth_holdout": m["q2"], "sv2": m["sv2"],
-        "note": "plumbing check only (a few hundred samples, 2 epochs); the paper's "
-                "genome-scale row needs a GPU",
-    }
+def genome_summary() -> dict:
+    """The genome-scale row, from ``benchmarks/bench_amn_genome.py``'s JSON (run separately)."""
+    path = ROOT / "benchmarks" / "results" / "amn_genome.json"
+    if not path.exists():
+        return {"note": "run benchmarks/bench_amn_genome.py"}
+    res = json.loads(path.read_text())["result"]
+    keep = ("network", "architecture", "layer_preset", "n_train", "n_test", "epochs",
+            "batch_size", "q2", "sv2", "seconds_per_epoch")
+    return {**{k: res[k] for k in keep if k in res},
+            "source": "benchmarks/results/amn_genome.json"}
 
 
 def _merge(record: dict, path: Path) -> None:
@@ -105,7 +90,6 @@ def _merge_rows(record: dict, paths: list[Path]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table1", type=Path, help="JSON of `amnlib reproduce amn --json`")
-    ap.add_argument("--skip-genome", action="store_true")
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--merge-only", action="store_true",
                     help="only merge --table1 / --rows into an existing --out file (no timing)")
@@ -155,12 +139,10 @@ def main() -> None:
     }
     # keep what this run does not redo (the genome-scale check, the full-protocol table)
     old = json.loads(args.out.read_text()) if args.out.exists() else {}
-    for key in ("genome_scale", "table1", "table1_paper", "table1_notes"):
+    for key in ("table1", "table1_paper", "table1_notes"):
         if key in old:
             record[key] = old[key]
-    if not args.skip_genome:
-        record["genome_scale"] = genome_check()
-        print("iJO1366:", record["genome_scale"], flush=True)
+    record["genome_scale"] = genome_summary()
     if args.table1 is not None:
         _merge(record, args.table1)
     _merge_rows(record, args.rows)
