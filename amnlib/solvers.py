@@ -645,6 +645,7 @@ def solve_pdhg(
     sparse: bool | None = None,
     compact: bool = True,
     reduce: bool = True,
+    artificial_restart: float = 0.36,
 ) -> SolverReport:
     """Restarted primal-dual hybrid gradient with diagonal preconditioning (PDLP-style).
 
@@ -657,7 +658,8 @@ def solve_pdhg(
     * every ``check_every`` iterations the KKT error (primal residual and duality gap, weighted
       by ``w``) of the current and of the averaged iterate is measured; a medium restarts from
       the better one on sufficient (0.2), necessary-without-progress (0.8) or artificial
-      (36% of the iterations so far) decay, and its primal weight ``w`` moves towards
+      (``artificial_restart`` = 36% of the iterations so far, PDLP's value; 0.2 saves ~10% of
+      the iterations on iJO1366) decay, and its primal weight ``w`` moves towards
       ``||dy|| / ||dx||`` (geometric mean with the old one);
     * a medium stops when ``||A v - b|| <= tol (1 + ||b||)`` and the duality gap
       ``<= tol (1 + |primal| + |dual|)`` (every bound is finite, so dual feasibility holds).
@@ -680,6 +682,7 @@ def solve_pdhg(
         max_iterations=max_iterations, tol=tol, check_every=check_every,
         record_at=record_at, primal_weight=primal_weight, infinite_bound=infinite_bound,
         scheme=scheme, reflection=reflection, sparse=sparse, compact=compact,
+        artificial_restart=artificial_restart,
     )
     if reduce:
         cols, rows = presolve(problem)
@@ -856,7 +859,7 @@ def solve_pdhg(
             restart = (
                 (err <= 0.2 * res_last)
                 | ((err <= 0.8 * res_last) & (err > kkt_prev))
-                | (since >= 0.36 * it)
+                | (since >= artificial_restart * it)
                 | ok
             ) & ~done
             kkt_prev = err
