@@ -74,6 +74,8 @@ __all__ = [
     "independent_rows",
     "solve_rnn",
     "solve_pdhg",
+    "presolve",
+    "twin_columns",
     "rnn_eb",
     "rnn_ub",
     "fast_fba",
@@ -818,20 +820,13 @@ def solve_pdhg(
                     xT = torch.where(keep, xT, x_new)
                     yT = torch.where(keep, yT, y_new)
                 count = count + 1
-                if halpern:
+                if halpern:  # here only without compaction (else _halpern_block runs)
                     lam = count / (count + 1)
                     x_prev, y_prev = x, y
-                    if reflection == 1.0:
-                        x_r, y_r = x_ext, torch.lerp(y, y_new, 2.0)
-                    else:
-                        x_r = torch.lerp(x, x_new, 1.0 + reflection)
-                        y_r = torch.lerp(y, y_new, 1.0 + reflection)
-                    x_h, y_h = torch.lerp(x0, x_r, lam), torch.lerp(y0, y_r, lam)
-                    if compact:
-                        x, y = x_h, y_h
-                    else:
-                        x = torch.where(keep, x, x_h)
-                        y = torch.where(keep, y, y_h)
+                    x_r = torch.lerp(x, x_new, 1.0 + reflection)
+                    y_r = torch.lerp(y, y_new, 1.0 + reflection)
+                    x = torch.where(keep, x, torch.lerp(x0, x_r, lam))
+                    y = torch.where(keep, y, torch.lerp(y0, y_r, lam))
                 else:
                     x, y = xT, yT
                     x_avg = x_avg + (x - x_avg) / count
