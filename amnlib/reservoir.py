@@ -77,6 +77,7 @@ __all__ = [
     "mechanistic_correction",
     "cross_val_reservoir",
     "held_out_uptakes",
+    "evaluate_reservoir",
     "domain_shift",
     "LEARN",
     "SHORTCUT_TOL",
@@ -1129,6 +1130,31 @@ def held_out_uptakes(
 
 
 # ============================================================================ experiment
+
+def evaluate_reservoir(
+    pre: Pretrained,
+    data: GrowthData,
+    folds: Sequence[Fold],
+    fba: MediumFBA,
+    learn: str = "all",
+    **train: Any,
+) -> dict[str, Any]:
+    """Cross-validate a reservoir (:func:`cross_val_reservoir`, keyword arguments ``train``)
+    and run FBA with each fold's learned uptakes of its held-out media.
+
+    Returns ``held`` (n_seeds, n) held-out growth (h^-1), ``train_r2``, ``V`` (n_seeds, n,
+    n_in) held-out uptakes (mmol gDW^-1 h^-1), ``fba`` (n_seeds, n) FBA growth with them,
+    ``model``, ``prior_epochs``, and the pooled ``q2``, ``fba_q2`` and ``fba_vs_reservoir_r2``.
+    """
+    held, train_r2, model = cross_val_reservoir(pre, data.C, data.y, folds, learn=learn, **train)
+    V = held_out_uptakes(model, data.C, folds)
+    g_fba = np.stack([fba.growth(v) for v in V])
+    return {
+        "held": held, "train_r2": train_r2, "V": V, "fba": g_fba, "model": model,
+        "prior_epochs": model.prior_epochs, "q2": pooled_q2(data.y, held),
+        "fba_q2": pooled_q2(data.y, g_fba), "fba_vs_reservoir_r2": r2(held.ravel(), g_fba.ravel()),
+    }
+
 def sizes(fast: bool) -> dict[str, Any]:
     """Problem sizes of the two modes (same code paths, AMN-QP reservoir in both). Book/CPU
     mode pre-trains the reservoir on 3,300 simulated media (30 per experimental medium) for 30
@@ -1250,16 +1276,10 @@ def run(fast: bool = False, full: bool = False, network: MetabolicNetwork | None
     res: dict[str, dict[str, Any]] = {}
     for name, vary, learn in (("main", "all", "domain"), ("carbon_all", "carbon", "all"),
                               ("carbon_varied", "carbon", "varied")):  # fmt: skip
-        held, train_r2, model = cross_val_reservoir(
-            reservoirs[vary], data.C, y, folds, epochs=sz["reservoir_epochs"],
-            lr=sz["reservoir_lr"], exact_epochs=sz["exact_epochs"], learn=learn,
+        res[name] = evaluate_reservoir(
+            reservoirs[vary], data, folds, fba, learn=learn, epochs=sz["reservoir_epochs"],
+            lr=sz["reservoir_lr"], exact_epochs=sz["exact_epochs"],
         )  # fmt: skip
-        V_held = held_out_uptakes(model, data.C, folds)
-        g_fba = np.stack([fba.growth(V) for V in V_held])
-        res[name] = {"held": held, "train_r2": train_r2, "V": V_held, "fba": g_fba,
-                     "prior_epochs": model.prior_epochs, "q2": pooled_q2(y, held),
-                     "fba_q2": pooled_q2(y, g_fba),
-                     "fba_vs_reservoir_r2": r2(held.ravel(), g_fba.ravel())}  # fmt: skip
         lap(f"reservoir_{name}")
     pre = reservoirs["all"]
     held = res["main"]["held"]
