@@ -14,15 +14,25 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from amnlib.network import MetabolicNetwork
 
-__all__ = ["GenomeResult", "load_genome_network", "train_genome_amn", "PAPER_GENOME"]
+__all__ = [
+    "GenomeResult",
+    "load_genome_network",
+    "train_genome_amn",
+    "committed_result",
+    "comparison_table",
+    "PAPER_GENOME",
+]
 
 #: The preprint's Table 1 iML1515 row (AMN, biomass target) and the published code's final
 #: validation R^2 of its iML1515 AMN-QP.
@@ -152,3 +162,35 @@ def train_genome_amn(
         generator={"spec": spec, "ratio": ratio, "method": "pfba",
                    "from_cache": bool(train.metadata.get("from_cache"))},
     )  # fmt: skip
+
+
+#: The fields of a genome-scale run shown beside the paper.
+SUMMARY_KEYS = ("network", "architecture", "layer_preset", "n_train", "n_test", "epochs",
+                "batch_size", "q2", "sv2", "seconds_per_epoch")  # fmt: skip
+
+
+def committed_result(path: str | Path) -> dict[str, Any] | None:
+    """The ``result`` record (:data:`SUMMARY_KEYS`) of a JSON written by
+    ``benchmarks/bench_amn_genome.py``, or ``None`` when the file does not exist."""
+    import json
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())["result"]
+    return {k: result[k] for k in SUMMARY_KEYS if k in result}
+
+
+def comparison_table(runs: Mapping[str, GenomeResult | Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per run (a :class:`GenomeResult` or its summary dict), columns
+    :data:`SUMMARY_KEYS`, and the paper's iML1515 row (:data:`PAPER_GENOME`) last."""
+    rows = {}
+    for name, run in runs.items():
+        record = run.summary() if isinstance(run, GenomeResult) else run
+        rows[name] = {k: record.get(k) for k in SUMMARY_KEYS}
+    rows["paper (iML1515, Table 1)"] = {
+        "network": PAPER_GENOME["model"], "architecture": "AMN-QP", "layer_preset": "paper",
+        "n_train": PAPER_GENOME["training_set"], "epochs": PAPER_GENOME["epochs"],
+        "q2": PAPER_GENOME["q2"], "seconds_per_epoch": PAPER_GENOME["seconds_per_epoch"],
+    }  # fmt: skip
+    return pd.DataFrame(rows).T[list(SUMMARY_KEYS)]

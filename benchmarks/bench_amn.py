@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from amnlib.genome import committed_result
 from amnlib.models import AMN, ARCHITECTURES
 from amnlib.training import PAPER_TABLE1, Protocol, fit, table1_metrics, textbook_data
 
@@ -53,13 +54,10 @@ def time_epoch(net, arch: str, X, Y, batch_size: int, n_samples: int, hidden: in
 def genome_summary() -> dict:
     """The genome-scale row, from ``benchmarks/bench_amn_genome.py``'s JSON (run separately)."""
     path = ROOT / "benchmarks" / "results" / "amn_genome.json"
-    if not path.exists():
+    result = committed_result(path)
+    if result is None:
         return {"note": "run benchmarks/bench_amn_genome.py"}
-    res = json.loads(path.read_text())["result"]
-    keep = ("network", "architecture", "layer_preset", "n_train", "n_test", "epochs",
-            "batch_size", "q2", "sv2", "seconds_per_epoch")
-    return {**{k: res[k] for k in keep if k in res},
-            "source": "benchmarks/results/amn_genome.json"}
+    return {**result, "source": "benchmarks/results/amn_genome.json"}
 
 
 def _merge(record: dict, path: Path) -> None:

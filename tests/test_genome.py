@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from amnlib.genome import PAPER_GENOME, train_genome_amn
+from amnlib.genome import PAPER_GENOME, comparison_table, train_genome_amn
 
 
 def test_train_genome_amn_learns_growth(textbook):
@@ -23,3 +23,7 @@ def test_train_genome_amn_learns_growth(textbook):
     assert json.loads(json.dumps(record, default=float))["q2"] == pytest.approx(res.q2)
     assert np.isfinite(record["val_q2_curve"]).all()
     assert PAPER_GENOME["published_code_q2_qp"] == 0.9995
+    table = comparison_table({"run": res, "record": record})
+    assert list(table.index) == ["run", "record", "paper (iML1515, Table 1)"]
+    assert table.loc["run", "q2"] == pytest.approx(res.q2) == table.loc["record", "q2"]
+    assert table.loc["paper (iML1515, Table 1)", "q2"] == PAPER_GENOME["q2"]
