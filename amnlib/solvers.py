@@ -65,6 +65,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from amnlib.lumping import lump as lump_rows
 from amnlib.network import MetabolicNetwork
 
 __all__ = [
@@ -480,27 +481,31 @@ def solve_rnn(
 
 
 @contextmanager
-def _cpu_settings(x: Tensor):
+def _cpu_settings(x: Tensor, threads: int | None = None):
     """While a solver runs on CPU: flush subnormal floats to zero (multipliers of inactive bounds
-    decay geometrically towards 0 and subnormals make arithmetic ~10x slower) and, for small
-    problems, use one thread (intra-op threading costs more than it gains at n ~ 100)."""
+    decay geometrically towards 0 and subnormals make arithmetic ~10x slower) and set the
+    number of threads: ``threads``, or by default one for small problems (intra-op threading
+    costs more than it gains at n ~ 100)."""
     if x.device.type != "cpu":
         yield
         return
-    threads = torch.get_num_threads()
-    # up to ~1e6 elements an element-wise op takes < 1 ms on one core; a second thread gains
-    # little there and, on a busy machine, waiting for it costs 10-100x
-    small = x.numel() * x.shape[-1] < 5e7 or x.numel() < 1e6
+    before = torch.get_num_threads()
+    if threads is None:
+        # up to ~1e6 elements an element-wise op takes < 1 ms on one core; a second thread
+        # gains ~1.3x on a quiet machine (iJO1366, 100 media) but, on a busy one, waiting for
+        # it costs 10-100x
+        small = x.numel() * x.shape[-1] < 5e7 or x.numel() < 1e6
+        threads = 1 if small else before
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     supported = torch.set_flush_denormal(True)
-    if small:
-        torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
         if supported:
             torch.set_flush_denormal(False)
-        if small:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(before)
 
 
 def _yang_steps_py(
@@ -648,6 +653,8 @@ def solve_pdhg(
     compact: bool = True,
     reduce: bool = True,
     artificial_restart: float = 0.36,
+    lump: bool = True,
+    threads: int | None = None,
 ) -> SolverReport:
     """Restarted primal-dual hybrid gradient with diagonal preconditioning (PDLP-style).
 
@@ -663,8 +670,9 @@ def solve_pdhg(
       (``artificial_restart`` = 36% of the iterations so far, PDLP's value; 0.2 saves ~10% of
       the iterations on iJO1366) decay, and its primal weight ``w`` moves towards
       ``||dy|| / ||dx||`` (geometric mean with the old one);
-    * a medium stops when ``||A v - b|| <= tol (1 + ||b||)`` and the duality gap
-      ``<= tol (1 + |primal| + |dual|)`` (every bound is finite, so dual feasibility holds).
+    * a medium stops when ``||A v - b|| <= tol (1 + ||b||)``, the dual residual (reduced
+      costs of the wrong sign on unbounded sides) ``<= tol (1 + ||c||)`` and the duality gap
+      ``<= tol (1 + |primal| + |dual|)``.
 
     Media that meet the tolerance leave the batch (``compact=True``), so the stragglers run on
     a smaller batch. Returns a :class:`SolverReport` with ``dual`` (shadow prices of
@@ -674,8 +682,15 @@ def solve_pdhg(
 
     ``reduce=True`` first removes the columns and rows :func:`presolve` proves to be zero
     (uptakes outside the media, dead-end metabolites) and merges split twins
-    (:func:`twin_columns`) into free variables: on iJO1366 3,524 -> 3,006 -> ~2,300 columns.
+    (:func:`twin_columns`) into free variables: on iJO1366 3,524 -> 3,006 -> 2,359 columns.
     Without the merge, PDHG drifts along the zero-cost futile pairs ``v_for = v_rev = t``.
+    ``lump=True`` then lumps linear pathways (:func:`amnlib.lumping.lump`: doubleton rows,
+    singleton rows, free column singletons): iJO1366 goes from 1,615 x 2,359 to 646 x 1,394,
+    each iteration costs 30% less and PDHG needs about half the iterations. Fluxes, shadow
+    prices and bound multipliers are mapped back to the split columns.
+
+    The initial primal weight is PDLP's ``||c|| / ||b||`` (1 where ``b = 0``, as in UB);
+    ``threads`` sets the CPU threads (default: 1 for small problems, else torch's setting).
     """
     if max_iterations < 1:
         raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
@@ -684,7 +699,7 @@ def solve_pdhg(
         max_iterations=max_iterations, tol=tol, check_every=check_every,
         record_at=record_at, primal_weight=primal_weight, infinite_bound=infinite_bound,
         scheme=scheme, reflection=reflection, sparse=sparse, compact=compact,
-        artificial_restart=artificial_restart,
+        artificial_restart=artificial_restart, lump=lump, threads=threads,
     )
     if reduce:
         cols, rows = presolve(problem)
@@ -738,10 +753,10 @@ def solve_pdhg(
     us_fin = torch.where(fin_u, us, torch.zeros_like(us))
     bnorm = b.norm(dim=1)
     if primal_weight is None:
-        # ||c|| / ||b|| (PDLP); b = 0 for UB: the finite bounds give the primal scale instead
-        bound_norm = torch.sqrt(us_fin.norm(dim=1) ** 2 + ls_fin.norm(dim=1) ** 2)
-        scale = torch.maximum(bs.norm(dim=1), bound_norm).clamp_min(1e-10)
-        w = cs.norm() / scale
+        # PDLP: ||c|| / ||b||, or 1 where b = 0 (UB); the bounds' norm as the primal scale
+        # (our first choice) made w ~ 1e-3 on iJO1366 and took 2.4x the iterations
+        bs_norm = bs.norm(dim=1)
+        w = torch.where(bs_norm > 1e-10, cs.norm() / bs_norm.clamp_min(1e-10), 1.0)
     else:
         w = torch.full_like(bnorm, float(primal_weight))
     w = w.clamp(1e-4, 1e4)[:, None].detach()
@@ -794,7 +809,7 @@ def solve_pdhg(
     x0, y0 = x, y  # Halpern anchor (the last restart point)
     xT, yT = x, y
     res_last = torch.full((batch,), math.inf, dtype=dtype, device=device)
-    with _cpu_settings(x):
+    with _cpu_settings(x, threads):
         while it < max_iterations and not bool(done.all()):
             steps = min(check_every, max_iterations - it)
             if halpern and compact:  # the fast path: a block of iterations, column layout
@@ -953,8 +968,9 @@ def _solve_reduced(
     t0: float,
     settings: dict[str, Any],
 ) -> SolverReport:
-    """Solve the presolved sub-problem (twins merged into free variables) and map its fluxes
-    and duals back to the split columns (zeros for the columns presolve removed)."""
+    """Solve the presolved sub-problem (twins merged into free variables, then lumped by
+    :func:`amnlib.lumping.lump` when ``settings["lump"]``) and map its fluxes and duals back to
+    the split columns (zeros for the columns presolve removed)."""
     dev = problem.A.device
     pairs = twin_columns(problem, cols, rows)
     second = set(pairs[:, 1].tolist())
@@ -980,7 +996,44 @@ def _solve_reduced(
         if len(pairs):
             x0 = x0.index_copy(1, first, x0[:, first] - v0.index_select(1, twin))
         v0 = x0
-    rep = solve_pdhg(sub, v0=v0, reduce=False, **settings)
+    settings = dict(settings)
+    lumping = None
+    if settings.pop("lump"):
+        big = settings["infinite_bound"]
+        lb_inf = torch.where(sub.lb <= -big, -math.inf, sub.lb)  # COBRA's 1000: unbounded
+        ub_inf = torch.where(sub.ub >= big, math.inf, sub.ub)
+        b_zero = (sub.b == 0).all(dim=0).cpu().numpy()
+        lumping = lump_rows(
+            sub.A.detach().cpu().double().numpy(), sub.c.detach().cpu().double().numpy(),
+            lb_inf.detach().cpu().double().numpy(), ub_inf.detach().cpu().double().numpy(),
+            b_zero,
+        )
+        lb_r, ub_r = lumping.bounds(lb_inf, ub_inf)
+        owner = lumping.member_of[lumping.member_col == sub.biomass_index]
+        reduced = LPProblem(
+            A=torch.as_tensor(lumping.A, dtype=sub.A.dtype, device=dev),
+            b=sub.b.index_select(1, torch.as_tensor(lumping.rows, device=dev)),
+            lb=lb_r, ub=ub_r, c=torch.as_tensor(lumping.c, dtype=sub.c.dtype, device=dev),
+            mode=sub.mode, biomass_index=int(owner[0]) if owner.size else 0,
+            reaction_ids=[sub.reaction_ids[j] for j in lumping.cols],
+        )
+        x0 = None if v0 is None else lumping.restrict(v0)
+        settings["infinite_bound"] = math.inf
+        rep = solve_pdhg(reduced, v0=x0, reduce=False, lump=False, **settings)
+        sub_v = lumping.primal
+        sub_dual = torch.as_tensor(
+            lumping.dual(rep.dual.detach().cpu().double().numpy(),
+                         lb_inf.detach().cpu().double().numpy(),
+                         ub_inf.detach().cpu().double().numpy()),
+            dtype=rep.dual.dtype, device=dev,
+        )
+    else:
+        rep = solve_pdhg(sub, v0=v0, reduce=False, lump=False, **settings)
+
+        def sub_v(x: Tensor) -> Tensor:
+            return x
+
+        sub_dual = rep.dual
     batch = problem.batch
 
     def split(x: Tensor) -> Tensor:  # (batch, len(keep)) -> (batch, n)
@@ -991,13 +1044,14 @@ def _solve_reduced(
             out = out.index_copy(1, twin, torch.relu(-merged))
         return out.index_copy(1, ct, x)
 
-    v = split(rep.v)
-    y = rep.dual.new_zeros(batch, problem.A.shape[0]).index_copy(1, rt, rep.dual)
+    v = split(sub_v(rep.v))
+    y = sub_dual.new_zeros(batch, problem.A.shape[0]).index_copy(1, rt, sub_dual)
     with torch.no_grad():
         r = problem.c - y @ problem.A  # reduced costs of the maximisation
     return _finish(
         rep.method, problem, v, rep.converged, rep.iterations, t0, settings["tol"],
-        dual=y, bound_dual=torch.relu(r), history={it: split(h) for it, h in rep.history.items()},
+        dual=y, bound_dual=torch.relu(r),
+        history={it: split(sub_v(h)) for it, h in rep.history.items()},
     )
 
 
