@@ -77,6 +77,7 @@ __all__ = [
     "solve_pdhg",
     "presolve",
     "twin_columns",
+    "reduction_sizes",
     "rnn_eb",
     "rnn_ub",
     "fast_fba",
@@ -976,17 +977,11 @@ def twin_columns(problem: LPProblem, cols: np.ndarray, rows: np.ndarray) -> np.n
     return np.asarray(pairs, dtype=int).reshape(-1, 2)
 
 
-def _solve_reduced(
-    problem: LPProblem,
-    cols: np.ndarray,
-    rows: np.ndarray,
-    v0: Tensor | None,
-    t0: float,
-    settings: dict[str, Any],
-) -> SolverReport:
-    """Solve the presolved sub-problem (twins merged into free variables, then lumped by
-    :func:`amnlib.lumping.lump` when ``settings["lump"]``) and map its fluxes and duals back to
-    the split columns (zeros for the columns presolve removed)."""
+def _merge_twins(problem: LPProblem, cols: np.ndarray, rows: np.ndarray) -> tuple[Any, ...]:
+    """The presolved sub-problem with split twins merged into free variables. Returns
+    ``(sub, pairs, ct, rt, first, twin)``: the :class:`LPProblem`, the twin pairs, the
+    columns/rows kept and, for each pair, the merged column's position in ``sub`` and the
+    dropped twin's column in ``problem``."""
     dev = problem.A.device
     pairs = twin_columns(problem, cols, rows)
     second = set(pairs[:, 1].tolist())
@@ -1006,6 +1001,60 @@ def _solve_reduced(
         biomass_index=pos_of.get(problem.biomass_index, 0),
         reaction_ids=[problem.reaction_ids[j] for j in keep], rows=[int(r) for r in rows],
     )
+    return sub, pairs, ct, rt, first, twin
+
+
+def _lumped_problem(sub: LPProblem, infinite_bound: float) -> tuple[Any, ...]:
+    """:func:`amnlib.lumping.lump` applied to ``sub``. Returns ``(lumping, reduced, lb, ub)``:
+    the :class:`~amnlib.lumping.Lumping`, the reduced :class:`LPProblem` (unbounded sides as
+    ``+-inf``) and ``sub``'s bounds with ``|bound| >= infinite_bound`` written as ``+-inf``."""
+    dev = sub.A.device
+    lb = torch.where(sub.lb <= -infinite_bound, -math.inf, sub.lb)  # COBRA's 1000: unbounded
+    ub = torch.where(sub.ub >= infinite_bound, math.inf, sub.ub)
+    b_zero = (sub.b == 0).all(dim=0).cpu().numpy()
+    lumping = lump_rows(
+        sub.A.detach().cpu().double().numpy(), sub.c.detach().cpu().double().numpy(),
+        lb.detach().cpu().double().numpy(), ub.detach().cpu().double().numpy(), b_zero,
+    )
+    lb_r, ub_r = lumping.bounds(lb, ub)
+    owner = lumping.member_of[lumping.member_col == sub.biomass_index]
+    reduced = LPProblem(
+        A=torch.as_tensor(lumping.A, dtype=sub.A.dtype, device=dev),
+        b=sub.b.index_select(1, torch.as_tensor(lumping.rows, device=dev)),
+        lb=lb_r, ub=ub_r, c=torch.as_tensor(lumping.c, dtype=sub.c.dtype, device=dev),
+        mode=sub.mode, biomass_index=int(owner[0]) if owner.size else 0,
+        reaction_ids=[sub.reaction_ids[j] for j in lumping.cols],
+    )
+    return lumping, reduced, lb, ub
+
+
+def reduction_sizes(problem: LPProblem, infinite_bound: float = 1000.0) -> dict[str, tuple]:
+    """``{stage: (rows, columns)}`` of the problem :func:`solve_pdhg` solves after each exact
+    reduction: ``"split"`` (as given), ``"presolve"``, ``"twins merged"``, ``"lumped"``."""
+    cols, rows = presolve(problem)
+    sub = _merge_twins(problem, cols, rows)[0]
+    lumping = _lumped_problem(sub, infinite_bound)[0]
+    return {
+        "split": tuple(problem.A.shape),
+        "presolve": (len(rows), len(cols)),
+        "twins merged": tuple(sub.A.shape),
+        "lumped": (len(lumping.rows), len(lumping.cols)),
+    }
+
+
+def _solve_reduced(
+    problem: LPProblem,
+    cols: np.ndarray,
+    rows: np.ndarray,
+    v0: Tensor | None,
+    t0: float,
+    settings: dict[str, Any],
+) -> SolverReport:
+    """Solve the presolved sub-problem (twins merged into free variables, then lumped by
+    :func:`amnlib.lumping.lump` when ``settings["lump"]``) and map its fluxes and duals back to
+    the split columns (zeros for the columns presolve removed)."""
+    dev = problem.A.device
+    sub, pairs, ct, rt, first, twin = _merge_twins(problem, cols, rows)
     if v0 is not None:
         v0 = _check_state(v0, tuple(problem.lb.shape), "v0", problem.lb)
         x0 = v0.index_select(1, ct)
@@ -1013,26 +1062,8 @@ def _solve_reduced(
             x0 = x0.index_copy(1, first, x0[:, first] - v0.index_select(1, twin))
         v0 = x0
     settings = dict(settings)
-    lumping = None
     if settings.pop("lump"):
-        big = settings["infinite_bound"]
-        lb_inf = torch.where(sub.lb <= -big, -math.inf, sub.lb)  # COBRA's 1000: unbounded
-        ub_inf = torch.where(sub.ub >= big, math.inf, sub.ub)
-        b_zero = (sub.b == 0).all(dim=0).cpu().numpy()
-        lumping = lump_rows(
-            sub.A.detach().cpu().double().numpy(), sub.c.detach().cpu().double().numpy(),
-            lb_inf.detach().cpu().double().numpy(), ub_inf.detach().cpu().double().numpy(),
-            b_zero,
-        )
-        lb_r, ub_r = lumping.bounds(lb_inf, ub_inf)
-        owner = lumping.member_of[lumping.member_col == sub.biomass_index]
-        reduced = LPProblem(
-            A=torch.as_tensor(lumping.A, dtype=sub.A.dtype, device=dev),
-            b=sub.b.index_select(1, torch.as_tensor(lumping.rows, device=dev)),
-            lb=lb_r, ub=ub_r, c=torch.as_tensor(lumping.c, dtype=sub.c.dtype, device=dev),
-            mode=sub.mode, biomass_index=int(owner[0]) if owner.size else 0,
-            reaction_ids=[sub.reaction_ids[j] for j in lumping.cols],
-        )
+        lumping, reduced, lb_inf, ub_inf = _lumped_problem(sub, settings["infinite_bound"])
         x0 = None if v0 is None else lumping.restrict(v0)
         settings["infinite_bound"] = math.inf
         rep = solve_pdhg(reduced, v0=x0, reduce=False, lump=False, **settings)

@@ -116,3 +116,13 @@ def test_pdhg_with_and_without_lumping_agree(textbook):
                                off.bound_dual.numpy()[:, cols][open_], atol=1e-3)
     assert float(on.violation.max()) < 1e-4
     assert on.iterations < off.iterations
+
+
+def test_reduction_sizes_of_ijo1366(ijo1366, ijo_lumped):
+    """Each exact reduction shrinks the genome-scale LP; lumping removes over half the rows."""
+    media = ijo_lumped[0]
+    sizes = sv.reduction_sizes(sv.fba_problem(ijo1366, media, reduce_rows=False))
+    assert list(sizes) == ["split", "presolve", "twins merged", "lumped"]
+    assert sizes["split"] == (1805, 3524)
+    (p1, n1), (p2, n2), (p3, n3) = sizes["presolve"], sizes["twins merged"], sizes["lumped"]
+    assert n1 < 3524 and p2 == p1 and n2 < n1 and n3 < 0.7 * n2 and p3 < 0.5 * p2
