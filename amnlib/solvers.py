@@ -38,10 +38,12 @@ Three solvers share that problem:
   a box, ``G^T R`` is element-wise and one iteration costs a single ``(batch, n) x (n, n)``
   product. (The preprint cites Ghasabi-Oskoei & Mahdavi-Amiri (2006) for EB; like the published
   code we solve EB with the Yang dynamics, ``G`` holding the positivity rows.)
-* :func:`solve_pdhg` -- beyond the paper: restarted primal-dual hybrid gradient (PDLP-style) with
-  Ruiz and Pock-Chambolle diagonal preconditioning, adaptive restarts to the running average and
-  primal-weight updates. It reaches < 1% growth error in a few thousand iterations instead of
-  >= 4 x 10^5.
+* :func:`solve_pdhg` -- beyond the paper: restarted (Halpern) primal-dual hybrid gradient
+  (PDLP-style) with Pock-Chambolle diagonal preconditioning, adaptive restarts and primal-weight
+  updates, after exact presolve, twin merging and lumping of linear pathways
+  (:mod:`amnlib.lumping`). It reaches < 1% growth error in a few thousand iterations instead of
+  >= 4 x 10^5 on E. coli core, and solves 100 iJO1366 media in one batch faster than a COBRApy
+  loop on CPU.
 * :class:`QPLayer` and :class:`LPLayer` -- the variants used inside AMNs (published AMN-QP and
   AMN-LP): a few steps of gradient descent with momentum on the constraint losses, and the Yang
   dynamics with a learnable step, both starting from a trainable initial guess ``V0``; ``c = 0``
