@@ -25,8 +25,10 @@ problem give d objective / d bound (envelope theorem) for every column.
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -165,7 +167,7 @@ def lump(
     scale = np.abs(A).max(initial=1.0)
     row_alive, col_alive = np.ones(p, bool), np.ones(n, bool)
     members: list[dict[int, float]] = [{j: 1.0} for j in range(n)]
-    TT = np.eye(n)  # row j: how the current column j enters every original flux
+    expr: list[dict[int, float]] = [{j: 1.0} for j in range(n)]  # column j in original fluxes
     ops: list[_Op] = []
 
     def record(i: int, k: int) -> None:
@@ -186,7 +188,7 @@ def lump(
             del cols_of[i][k]
         rows_of[k] = {}
         col_alive[k] = False
-        TT[k] = 0.0
+        expr[k] = {}
         members[k] = {}
 
     def add_col(j: int, k: int, r: float) -> None:
@@ -201,9 +203,21 @@ def lump(
                 cols_of[i][j] = new
         c[j] += r * c[k]
 
+    def requeue(rows: Any) -> None:
+        for r_ in rows:
+            if r_ not in candidates:
+                candidates.add(r_)
+                heapq.heappush(queue, r_)
+
+    def add_expr(j: int, k: int, r: float) -> None:
+        """every original flux made of column k now also takes r times column j."""
+        for m, coef in expr[k].items():
+            expr[j][m] = expr[j].get(m, 0.0) + r * coef
+
     candidates = set(np.flatnonzero(b_zero).tolist())
-    while candidates:
-        i = min(candidates)
+    queue = sorted(candidates)  # a heap: rows in index order, each queued once at a time
+    while queue:
+        i = heapq.heappop(queue)
         candidates.discard(i)
         if not row_alive[i] or not b_zero[i]:
             continue
@@ -219,7 +233,7 @@ def lump(
             record(i, k)
             drop_row(i)
             drop_col(k)
-            candidates |= touched
+            requeue(touched)
             continue
         if len(nz) == 2:
             j, k = nz
@@ -233,12 +247,12 @@ def lump(
             free[j] = free[j] and free[k]
             for m, rho in members[k].items():
                 members[j][m] = rho * r
-            TT[j] += r * TT[k]
+            add_expr(j, k, r)
             drop_row(i)
             add_col(j, k, r)
             touched = set(rows_of[k]) | set(rows_of[j])
             drop_col(k)
-            candidates |= touched
+            requeue(touched)
             continue
         # a free column singleton in this row: the row always holds, both go
         for s in nz:
@@ -247,13 +261,13 @@ def lump(
                 record(i, s)
                 for j, a in cols_of[i].items():
                     if j != s:
-                        TT[j] += (-a / a_s) * TT[s]
+                        add_expr(j, s, -a / a_s)
                 touched = set(cols_of[i]) - {s}
                 drop_row(i)
                 drop_col(s)
                 for j in touched:
                     if len(rows_of[j]) == 1:
-                        candidates |= set(rows_of[j])
+                        requeue(rows_of[j])
                 break
     rows = np.flatnonzero(row_alive)
     cols = np.flatnonzero(col_alive)
@@ -264,13 +278,17 @@ def lump(
             A_red[rpos[i], b_] = a
     mc, mo, mr = [], [], []
     cpos = {int(j): a for a, j in enumerate(cols)}
+    T = np.zeros((n, len(cols)))
+    for j in cols:
+        for m, coef in expr[j].items():
+            T[m, cpos[int(j)]] = coef
     for j in cols:
         for m, rho in members[j].items():
             mc.append(m)
             mo.append(cpos[int(j)])
             mr.append(rho)
     return Lumping(
-        n=n, p=p, rows=rows, cols=cols, A=A_red, c=c[cols], T=TT[cols].T.copy(),
+        n=n, p=p, rows=rows, cols=cols, A=A_red, c=c[cols], T=T,
         member_col=np.asarray(mc, dtype=int), member_of=np.asarray(mo, dtype=int),
         member_ratio=np.asarray(mr, dtype=float), ops=ops,
     )
