@@ -268,6 +268,10 @@ def fba_problem(
         ub[:, in_cols] = x
         A_full, b_full = S, torch.zeros(batch, network.m, device=device, dtype=dtype)
     else:
+        # the uptakes are fixed by the rows E v = v_in; their bounds must allow those values
+        # (an uptake closed in the network's default medium has ub = 0)
+        ub[:, uptake_cols] = 0.0
+        ub[:, in_cols] = x
         E = np.zeros((len(uptake_cols), n))
         E[np.arange(len(uptake_cols)), uptake_cols] = 1.0
         v_in = torch.zeros(batch, n, device=device, dtype=dtype)

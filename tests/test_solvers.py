@@ -190,3 +190,17 @@ def test_presolve_removes_only_zero_fluxes(ijo1366):
             else:
                 rxn.lower_bound = max(rxn.lower_bound, 0.0)
         assert model.slim_optimize() == pytest.approx(ref, rel=1e-6)
+
+
+def test_exact_bounds_open_the_uptakes_they_fix(textbook):
+    """EB with the uptakes of a pFBA solution on acetate (closed in the network's default
+    medium): COBRApy's fluxes satisfy the EB problem and PDHG finds COBRApy's growth."""
+    media = [MINIMAL | {"EX_ac_e": 8}, MINIMAL | {"EX_glc__D_e": 6, "EX_o2_e": 4}]
+    res = [textbook.solve(m, method="pfba") for m in media]
+    v_in = np.array([r.v[textbook.indices(textbook.in_ids)] for r in res])
+    prob = sv.fba_problem(textbook, v_in, mode="EB", reduce_rows=False, dtype=torch.float64)
+    assert float(prob.violation(torch.tensor(np.array([r.v for r in res]))).max()) < 1e-9
+    rep = sv.fast_fba(textbook, v_in, mode="EB", max_iterations=5000, tol=1e-6,
+                      dtype=torch.float64)
+    assert rep.all_converged
+    np.testing.assert_allclose(rep.growth.numpy(), [r.growth for r in res], rtol=1e-4)
