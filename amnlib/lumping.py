@@ -157,8 +157,12 @@ def lump(
     A = np.asarray(A, dtype=float)
     p, n = A.shape
     c = np.asarray(c, dtype=float).copy()
-    lo, hi = np.array(lb, dtype=float), np.array(ub, dtype=float)
-    free = np.isneginf(lo).all(axis=0) & np.isposinf(hi).all(axis=0)  # unbounded everywhere
+    # all the rules need of the bounds: per column, in every medium, 0 allowed / no bound at
+    # all; both stay true for a lumped column exactly when they hold for each part (the
+    # bounds of the parts, divided by their ratios, intersect)
+    lb, ub = np.asarray(lb, dtype=float), np.asarray(ub, dtype=float)
+    zero_ok = ((lb <= 0) & (ub >= 0)).all(axis=0)
+    free = (np.isneginf(lb) & np.isposinf(ub)).all(axis=0)
     rows_of: list[dict[int, float]] = [{} for _ in range(n)]  # column -> {row: value}
     cols_of: list[dict[int, float]] = [{} for _ in range(p)]  # row -> {column: value}
     for i, j in zip(*np.nonzero(A), strict=True):
@@ -227,7 +231,7 @@ def lump(
             continue
         if len(nz) == 1:
             k = nz[0]
-            if not ((lo[:, k] <= 0).all() and (hi[:, k] >= 0).all()):
+            if not zero_ok[k]:
                 continue  # v_k = 0 is outside the bounds: infeasible, left to the solver
             touched = set(rows_of[k]) - {i}
             record(i, k)
@@ -241,10 +245,8 @@ def lump(
                 j, k = k, j
             r = -cols_of[i][j] / cols_of[i][k]  # v_k = r v_j
             record(i, k)
-            lo_k, hi_k = (lo[:, k] / r, hi[:, k] / r) if r > 0 else (hi[:, k] / r, lo[:, k] / r)
-            lo[:, j] = np.maximum(lo[:, j], lo_k)
-            hi[:, j] = np.minimum(hi[:, j], hi_k)
-            free[j] = free[j] and free[k]
+            zero_ok[j] &= zero_ok[k]
+            free[j] &= free[k]
             for m, rho in members[k].items():
                 members[j][m] = rho * r
             add_expr(j, k, r)
