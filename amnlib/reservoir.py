@@ -74,6 +74,9 @@ __all__ = [
     "Pretrained",
     "pretrain_reservoir",
     "pretraining_spec",
+    "sizes",
+    "pretrain_args",
+    "reservoir_args",
     "mechanistic_correction",
     "cross_val_reservoir",
     "held_out_uptakes",
@@ -1156,25 +1159,36 @@ def evaluate_reservoir(
     }
 
 def sizes(fast: bool) -> dict[str, Any]:
-    """Problem sizes of the two modes (same code paths, AMN-QP reservoir in both). Book/CPU
-    mode pre-trains the reservoir on 3,300 simulated media (30 per experimental medium) for 30
-    epochs of batch 100 (cached on disk after the first run); fast mode (CI) on 220 media for 20
-    epochs of batch 20. The
-    uptake layer trains ``reservoir_epochs`` epochs, the last ``exact_epochs`` through the whole
-    AMN (:func:`cross_val_reservoir`)."""
+    """Problem sizes of the two modes (same code paths, AMN-QP reservoir with the published QP
+    steps in both). Book/CPU mode pre-trains the reservoir on 3,300 simulated media (30 per
+    experimental medium) for 30 epochs of batch 100 (cached on disk after the first run); fast
+    mode (CI) on 220 media for 20 epochs of batch 20. The uptake layer trains
+    ``reservoir_epochs`` epochs, the last ``exact_epochs`` through the whole AMN
+    (:func:`cross_val_reservoir`). :func:`pretrain_args` and :func:`reservoir_args` turn them
+    into keyword arguments."""
+    both = dict(architecture="AMN-QP", layer_preset="paper", reservoir_lr=0.01,
+                reservoir_epochs=300, exact_epochs=2, bfgs_cv_seeds=(0,))  # fmt: skip
     if fast:
-        return dict(n_splits=5, seeds=(0,), bfgs_maxiter=5, bfgs_cv_maxiter=2, bfgs_cv_seeds=(0,),
-                    pretrain_size=220, pretrain_epochs=20, pretrain_batch=20, pretrain_lr=1e-2,
-                    reservoir_lr=0.01,
-                    reservoir_epochs=300, exact_epochs=2,
-                    ann_epochs=200, trees=50, architecture="AMN-QP",
-                    layer_preset="paper")  # fmt: skip
-    return dict(n_splits=10, seeds=(0, 1, 2), bfgs_maxiter=25, bfgs_cv_maxiter=10,
-                bfgs_cv_seeds=(0,), pretrain_size=3300, pretrain_epochs=30, pretrain_batch=100,
-                pretrain_lr=3e-3, reservoir_lr=0.01,
-                reservoir_epochs=300,
-                exact_epochs=2, ann_epochs=600, trees=200, architecture="AMN-QP",
-                layer_preset="paper")  # fmt: skip
+        return both | dict(n_splits=5, seeds=(0,), bfgs_maxiter=5, bfgs_cv_maxiter=2,
+                           pretrain_size=220, pretrain_epochs=20, pretrain_batch=20,
+                           pretrain_lr=1e-2, ann_epochs=200, trees=50)  # fmt: skip
+    return both | dict(n_splits=10, seeds=(0, 1, 2), bfgs_maxiter=25, bfgs_cv_maxiter=10,
+                       pretrain_size=3300, pretrain_epochs=30, pretrain_batch=100,
+                       pretrain_lr=3e-3, ann_epochs=600, trees=200)  # fmt: skip
+
+
+def pretrain_args(sz: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :func:`pretrain_reservoir` from :func:`sizes`."""
+    return dict(size=sz["pretrain_size"], epochs=sz["pretrain_epochs"],
+                batch_size=sz["pretrain_batch"], lr=sz["pretrain_lr"],
+                architecture=sz["architecture"], layer_preset=sz["layer_preset"])  # fmt: skip
+
+
+def reservoir_args(sz: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :func:`cross_val_reservoir` / :func:`evaluate_reservoir` from
+    :func:`sizes`."""
+    return dict(epochs=sz["reservoir_epochs"], lr=sz["reservoir_lr"],
+                exact_epochs=sz["exact_epochs"])  # fmt: skip
 
 
 def baseline_predictions(
@@ -1263,10 +1277,7 @@ def run(fast: bool = False, full: bool = False, network: MetabolicNetwork | None
     lap("fba_bfgs")
     base = baseline_predictions(data, folds, ann_epochs=sz["ann_epochs"], trees=sz["trees"])
     lap("baselines")
-    kw = dict(size=sz["pretrain_size"], epochs=sz["pretrain_epochs"],
-              batch_size=sz["pretrain_batch"], lr=sz["pretrain_lr"],
-              architecture=sz["architecture"], layer_preset=sz["layer_preset"],
-              device=pick_device())  # fmt: skip
+    kw = dict(pretrain_args(sz), device=pick_device())
     # the reservoir: every present compound varied in pre-training, every uptake learned within
     # its pre-training range; beside it the published spec (only the carbon sources vary)
     reservoirs = {"all": pretrain_reservoir(network, vary="all", **kw)}
@@ -1276,10 +1287,8 @@ def run(fast: bool = False, full: bool = False, network: MetabolicNetwork | None
     res: dict[str, dict[str, Any]] = {}
     for name, vary, learn in (("main", "all", "domain"), ("carbon_all", "carbon", "all"),
                               ("carbon_varied", "carbon", "varied")):  # fmt: skip
-        res[name] = evaluate_reservoir(
-            reservoirs[vary], data, folds, fba, learn=learn, epochs=sz["reservoir_epochs"],
-            lr=sz["reservoir_lr"], exact_epochs=sz["exact_epochs"],
-        )  # fmt: skip
+        res[name] = evaluate_reservoir(reservoirs[vary], data, folds, fba, learn=learn,
+                                       **reservoir_args(sz))  # fmt: skip
         lap(f"reservoir_{name}")
     pre = reservoirs["all"]
     held = res["main"]["held"]
