@@ -232,13 +232,21 @@ def _load_model_cached(key: str) -> cobra.Model:
         if not path.is_file():
             raise FileNotFoundError(f"model file {str(path)!r} does not exist")
         suffix = path.suffix.lower()
-        if suffix == ".json":
-            return cobra.io.load_json_model(str(path))
-        if suffix in (".yml", ".yaml"):
-            return cobra.io.load_yaml_model(str(path))
-        if suffix == ".mat":
-            return cobra.io.load_matlab_model(str(path))
-        return cobra.io.read_sbml_model(str(path))
+        readers = {
+            ".json": ("JSON", cobra.io.load_json_model),
+            ".yml": ("YAML", cobra.io.load_yaml_model),
+            ".yaml": ("YAML", cobra.io.load_yaml_model),
+            ".mat": ("MATLAB", cobra.io.load_matlab_model),
+        }
+        kind, reader = readers.get(suffix, ("SBML", cobra.io.read_sbml_model))
+        try:
+            return reader(str(path))
+        except Exception as err:  # noqa: BLE001 - COBRApy raises many types for a bad file
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(
+                f"model file {str(path)!r} could not be read as {kind} ({first}); check that it "
+                "is a valid, complete model file"
+            ) from None
     try:
         return cobra.io.load_model(key)
     except Exception as err:  # noqa: BLE001 - any failure means "not available here"
