@@ -7,9 +7,11 @@ STAMP := $(VENV)/.amnlib-installed
 # Offline copies of the reference data, when the project's shared folder sits beside the clone.
 AMNLIB_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 export AMNLIB_DATA_DIR
-export MPLBACKEND := Agg
+# Notebook kernels must keep matplotlib's inline backend, which records every figure as a cell
+# output: a headless MPLBACKEND (Agg) from the caller's shell would silently drop them all.
+unexport MPLBACKEND
 
-.PHONY: install browser book test lint clean
+.PHONY: install browser book test lint lab clean
 
 install: $(STAMP)
 
@@ -34,6 +36,10 @@ book: $(STAMP) browser
 test: $(STAMP) browser
 	$(BIN)/ruff check amnlib tests benchmarks tools
 	AMNLIB_FAST=1 $(BIN)/python -m pytest -n 2 --dist loadfile --nbmake --nbmake-timeout=300 --durations=20 tests $(wildcard notebooks/*.ipynb)
+
+# JupyterLab on the chapters (installed with the book): figures show inline, as on the website.
+lab: $(STAMP)
+	$(BIN)/jupyter-lab notebooks
 
 lint: $(STAMP)
 	$(BIN)/ruff check amnlib tests benchmarks tools

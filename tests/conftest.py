@@ -3,12 +3,16 @@
 import os
 from pathlib import Path
 
+import matplotlib
 import pytest
 
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if not os.environ.get("AMNLIB_DATA_DIR") and _SHARED.is_dir():
     os.environ["AMNLIB_DATA_DIR"] = str(_SHARED)
-os.environ.setdefault("MPLBACKEND", "Agg")
+# Unit tests draw headless (matplotlib.use, this process only); the notebook kernels that nbmake
+# and the book build start must not inherit a headless MPLBACKEND, which would drop every figure.
+os.environ.pop("MPLBACKEND", None)
+matplotlib.use("Agg")
 
 
 @pytest.fixture(scope="session")
