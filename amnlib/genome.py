@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from amnlib import papers
 from amnlib.network import MetabolicNetwork
 
 __all__ = [
@@ -34,16 +35,11 @@ __all__ = [
     "PAPER_GENOME",
 ]
 
-#: The preprint's Table 1 iML1515 row (AMN, biomass target) and the published code's final
-#: validation R^2 of its iML1515 AMN-QP.
-PAPER_GENOME: dict[str, Any] = {
-    "model": "iML1515",
-    "training_set": 500,
-    "epochs": 500,
-    "seconds_per_epoch": 60.0,
-    "q2": 1.00,
-    "published_code_q2_qp": 0.9995,
-}
+#: The preprint's Table 1 iML1515 row (AMN RNN-EB, biomass target, timestep 1, 289.43k
+#: parameters): 10,000 training samples (ratio 0.5, pFBA, like every Table 1 row) and 500
+#: epochs; and the published code's final validation R^2 of its iML1515 AMN-QP
+#: (:func:`amnlib.papers.genome_dict`).
+PAPER_GENOME: dict[str, Any] = papers.genome_dict()
 
 
 @dataclass

@@ -19,10 +19,18 @@ Architectures (``ARCHITECTURES``):
   published AMN-QP, the preprint's exact-bounds EB family);
 * ``"AMN-LP"`` -- :class:`amnlib.solvers.LPLayer` (the Yang primal-dual dynamics with a learnable
   step: the published AMN-LP, the preprint's RNN-UB);
-* ``"AMN-W"`` -- :class:`amnlib.rnnw.RNNW` (flux propagation with learned branching ratios W,
-  Fig. 3C / published AMN-Wt): the prior's uptake outputs set the fraction of each bound
-  ``V_in`` taken up (a sigmoid, so the inputs stay in ``[0, V_in]``); they are the fixed inputs
-  of the RNN and ``V0`` its starting point.
+* ``"AMN-Wt"`` -- the preprint's Fig. 3C AMN (Table 1 row "AMN RNN-W"; published name
+  ``AMN_Wt``, ``RNNCell`` in ``Library/Build_Model.py`` of the authors' repository): the dense
+  layer sits *inside* the recurrent cell. :class:`WtLayer`: each iteration adds the injection
+  ``V0 = P_in^T (W_in h(V_in) + b_in)`` computed by the trained dense layer to the propagated
+  fluxes ``(M2V_norm o W_r) (V2M V)`` (``W_r`` trained on the pattern of ``M2V``, whose rows are
+  divided by their number of substrates) plus a bias ``b_r``; ``V`` starts at 0;
+* ``"Prior+RNN-W"`` (named ``"AMN-W"`` before; the old name is still accepted) --
+  :class:`amnlib.rnnw.RNNW` after a prior *outside* the recurrence: chapter 1's min-rule flux
+  propagation with learned branching ratios W. This is *not* the paper's Fig. 3C model: the
+  prior's uptake outputs set the fraction of each bound ``V_in`` taken up (a sigmoid, so the
+  inputs stay in ``[0, V_in]``); they are the fixed inputs of the RNN and ``V0`` its starting
+  point.
 
 Step sizes of the QP/LP layers (``layer_preset``, :data:`LAYER_PRESETS`): ``"network"`` (the
 default) scales them to the network so that the layer enforces the mass balance -- QP: a residual
@@ -57,19 +65,28 @@ __all__ = [
     "DEFAULT_ITERATIONS",
     "LAYER_PRESETS",
     "AMN",
+    "WtLayer",
+    "ALIASES",
     "count_parameters",
 ]
 
-#: Architectures of Table 1 (our names; the AMN-QP/LP are the published names of RNN-EB/UB).
-ARCHITECTURES = ("ANN Dense", "ANN SV", "AMN-QP", "AMN-LP", "AMN-W")
+#: Architectures of Table 1 (the AMN-QP/LP/Wt are the published names of the preprint's
+#: RNN-EB/UB/W AMNs; "Prior+RNN-W" is the book's own variant, see the module docstring).
+ARCHITECTURES = ("ANN Dense", "ANN SV", "AMN-QP", "AMN-LP", "AMN-Wt", "Prior+RNN-W")
+#: Former names still accepted by :class:`AMN` (and in saved models).
+ALIASES = {"AMN-W": "Prior+RNN-W"}
 #: Mechanistic layer of each architecture (``None``: dense only).
-MECHANISTIC = {"ANN Dense": None, "ANN SV": None, "AMN-QP": "QP", "AMN-LP": "LP", "AMN-W": "W"}
+MECHANISTIC = {"ANN Dense": None, "ANN SV": None, "AMN-QP": "QP", "AMN-LP": "LP",
+               "AMN-Wt": "Wt", "Prior+RNN-W": "W"}
 #: Output activation of the prior: "linear" keeps gradients alive for every flux (a ReLU output
 #: can die when the mass-balance term pulls all fluxes towards 0); negative fluxes are then
 #: penalised by the positivity term and corrected by the mechanistic layer.
 OUTPUTS = {"linear": nn.Identity, "relu": nn.ReLU, "softplus": nn.Softplus}
-#: Default iterations ("timestep" in Table 1 and the published code): QP 4, LP 4, W 5.
-DEFAULT_ITERATIONS = {"QP": 4, "LP": 4, "W": 5}
+#: Default iterations of the mechanistic layer. QP 4 and LP 4 are the published code's
+#: e_coli_core setting (``timestep = 4``), not Table 1's: the preprint's Table 1 lists timestep 1
+#: (all fluxes) and 5 (biomass) for RNN-EB and 5 for RNN-W (``amnlib.papers``,
+#: ``table1.*.timestep``). Wt 5 and W 5 follow Table 1's RNN-W row.
+DEFAULT_ITERATIONS = {"QP": 4, "LP": 4, "Wt": 5, "W": 5}
 #: Keyword arguments of the QP/LP layers per step preset (``AMN(layer_preset=...)``; explicit
 #: ``layer_kwargs`` override them). ``"network"``: steps scaled to the network (the layer
 #: enforces ``S V = 0``); ``"paper"``: the published e_coli_core settings.
@@ -142,6 +159,55 @@ class _WLayer(nn.Module):
         inputs = V0.new_zeros(V0.shape[0], len(self.uptake_cols))
         inputs = inputs.index_copy(1, self.medium_pos, capped)
         return self.rnn(inputs, iterations=self.iterations, v0=V0)
+
+
+class WtLayer(nn.Module):
+    """The recurrent cell of the preprint's Fig. 3C AMN (published ``AMN_Wt``), without its input
+    layer (that is the AMN's dense prior, applied once since ``V_in`` is the same at every step).
+
+    ``forward(V0, V_in)`` with ``V0`` (batch, n) the injection ``P_in^T (W_in h + b_in)``
+    (mmol gDW^-1 h^-1, zero outside the medium uptake columns) returns ``V`` (batch, n) after
+    ``iterations`` steps of
+
+        M = V2M V,    V <- (M2V_norm o W_r) M + V0 + b_r,    V(0) = 0,
+
+    where ``M2V_norm`` is ``M2V`` (n, m) with each row divided by its number of non-zeros (the
+    published normalisation) and ``W_r`` (n, m) is trained. Only the entries of ``W_r`` where
+    ``M2V`` is non-zero can matter, so only those are parameters (``n_nz`` of them; the published
+    Keras layer holds the full (n, m) matrix). ``b_r`` (n,) is trained. ``V_in`` is unused (the
+    injection already depends on it); it is accepted for the common layer signature.
+    """
+
+    def __init__(self, network: MetabolicNetwork, iterations: int) -> None:
+        super().__init__()
+        m2v = np.asarray(network.M2V, dtype=float)  # (n, m)
+        counts = np.count_nonzero(m2v, axis=1)
+        norm = m2v / np.maximum(counts, 1)[:, None]
+        rows, cols = np.nonzero(norm)
+        self.iterations = int(iterations)
+        self.n, self.m = m2v.shape
+        self.register_buffer("V2M", torch.as_tensor(network.V2M, dtype=torch.float32))
+        self.register_buffer("rows", torch.as_tensor(rows, dtype=torch.long))
+        self.register_buffer("cols", torch.as_tensor(cols, dtype=torch.long))
+        self.register_buffer("m2v", torch.as_tensor(norm[rows, cols], dtype=torch.float32))
+        # W_r starts at 0: the first forward pass returns V0 + b_r and the propagation is
+        # learned from there (W_r = 1 makes the map expansive: the biomass column consumes ~60
+        # ATP per unit, and V grew by 1e6 in 5 steps); b_r small noise ('random_normal')
+        self.w_r = nn.Parameter(torch.zeros(len(rows)))
+        self.b_r = nn.Parameter(0.05 * torch.randn(self.n))
+
+    def recurrent_matrix(self) -> Tensor:
+        """(n, m) ``M2V_norm o W_r``."""
+        W = self.w_r.new_zeros(self.n, self.m)
+        return W.index_put((self.rows, self.cols), self.m2v.to(W.dtype) * self.w_r)
+
+    def forward(self, V0: Tensor, V_in: Tensor | None = None) -> Tensor:
+        W = self.recurrent_matrix()
+        step = self.V2M.to(V0.dtype).T @ W.T  # (n, n): V -> (M2V_norm o W_r) V2M V
+        V = torch.zeros_like(V0)
+        for _ in range(self.iterations):
+            V = V @ step + V0 + self.b_r
+        return V
 
 
 class _SolverLayer(nn.Module):
@@ -217,6 +283,7 @@ class AMN(nn.Module):
         layer_preset: str = "network",
     ) -> None:
         super().__init__()
+        architecture = ALIASES.get(architecture, architecture)
         if layer_preset not in LAYER_PRESETS:
             raise ValueError(
                 f"layer_preset must be one of {tuple(LAYER_PRESETS)}, got {layer_preset!r}"
@@ -265,11 +332,12 @@ class AMN(nn.Module):
         self.register_buffer(
             "in_cols", torch.as_tensor(network.indices(self.in_ids), dtype=torch.long)
         )
+        # AMN-Wt: the dense layer W_in computes the injection of the uptake columns only
         self.prior = nn.Sequential(
             nn.Linear(n_in, hidden),
             nn.ReLU(),
             nn.Dropout(dropout),
-            nn.Linear(hidden, n),
+            nn.Linear(hidden, n_in if self.kind == "Wt" else n),
             OUTPUTS[output](),
         )
         self.layer: nn.Module | None
@@ -277,6 +345,8 @@ class AMN(nn.Module):
             self.layer = None
         elif self.kind == "W":
             self.layer = _WLayer(network, self.in_ids, self.iterations, **self.layer_kwargs)
+        elif self.kind == "Wt":
+            self.layer = WtLayer(network, self.iterations, **self.layer_kwargs)
         else:
             if list(network.in_ids) != self.in_ids:
                 raise ValueError(
@@ -309,7 +379,8 @@ class AMN(nn.Module):
 
     @property
     def mechanism(self) -> str:
-        """Class name of the mechanistic layer (``QPLayer``, ``LPLayer``, ``RNNW``) or ``"-"``."""
+        """Class name of the mechanistic layer (``QPLayer``, ``LPLayer``, ``WtLayer``, ``RNNW``) or
+        ``"-"``."""
         if self.layer is None:
             return "-"
         inner = getattr(self.layer, "layer", None) or getattr(self.layer, "rnn", None)
@@ -328,8 +399,13 @@ class AMN(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def prior_fluxes(self, V_in: Tensor) -> Tensor:
-        """V0 (batch, n) from the dense prior."""
-        return self.prior(V_in / self.x_scale.to(V_in.dtype))
+        """V0 (batch, n) from the dense prior (AMN-Wt: the injection ``P_in^T (W_in h + b_in)``,
+        zero outside the medium uptake columns)."""
+        out = self.prior(V_in / self.x_scale.to(V_in.dtype))
+        if self.kind != "Wt":
+            return out
+        V0 = out.new_zeros(out.shape[0], self.n)
+        return V0.index_copy(1, self.in_cols, out)
 
     def forward(self, V_in: Tensor, return_prior: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         if V_in.ndim != 2 or V_in.shape[1] != self.n_in:

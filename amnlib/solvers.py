@@ -67,6 +67,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from amnlib import papers as _papers
 from amnlib.lumping import lump as lump_rows
 from amnlib.network import MetabolicNetwork
 
@@ -89,17 +90,18 @@ __all__ = [
     "run",
 ]
 
-#: Preprint step sizes of the recurrent solvers (Methods, "Solving LP/QP with RNN methods").
-PAPER_DT = {"EB": 3e-4, "UB": 5e-2}
-#: Preprint step decay: dt *= PAPER_DECAY every PAPER_DECAY_EVERY iterations without progress.
-PAPER_DECAY = 0.7
-PAPER_DECAY_EVERY = 10_000
-#: Objective scale of the published code (c' = -k c).
-PAPER_K = 100.0
+#: Preprint step sizes of the recurrent solvers, step decay (dt *= PAPER_DECAY every
+#: PAPER_DECAY_EVERY iterations without progress), the published code's objective scale
+#: (c' = -k c): sources in amnlib.papers.
+PAPER_DT = {"EB": _papers.value("fig2.dt_eb"), "UB": _papers.value("fig2.dt_ub")}
+PAPER_DECAY = _papers.value("fig2.decay")
+PAPER_DECAY_EVERY = _papers.value("fig2.decay_every")
+PAPER_K = _papers.value("fig2.objective_scale")
 #: Absolute floor (objective units, h^-1) of PDHG's relative objective tolerance.
 OBJECTIVE_FLOOR = 0.01
-#: Iterations the preprint needs on E. coli core (Fig. 2D) and the iterations it ran (Fig. 2C).
-PAPER_ITERATIONS = 400_000
+_FREEZE_W = False
+#: Iterations the preprint needs for a satisfactory flux R^2 on E. coli core (Fig. 2D).
+PAPER_ITERATIONS = _papers.value("fig2.iterations_needed")
 
 MediaLike = Tensor | np.ndarray | Sequence[Mapping[str, float]] | Mapping[str, float]
 

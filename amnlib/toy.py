@@ -33,6 +33,7 @@ import cobra
 import numpy as np
 import pandas as pd
 
+from amnlib import papers
 from amnlib.network import MetabolicNetwork
 
 #: Flux labels of Fig. 1 and the split ids they correspond to.
@@ -46,7 +47,7 @@ TOY_FLUXES: dict[str, str] = {
 #: Metabolites of the toy, in the order of the rows of S.
 TOY_METABOLITES = ("m1", "m2", "m3")
 #: The weights quoted in the Fig. 1E caption (v1 = 0.1, searching weights giving v3 = 0.5).
-PAPER_WEIGHTS: dict[str, float] = {"w21": 0.74, "w31": 0.26, "w32": 0.20, "w42": 0.80}
+PAPER_WEIGHTS: dict[str, float] = papers.toy_weights()
 #: The (metabolite, flux) entry of W behind each named weight: w_ji is the fraction of
 #: metabolite i's production going to flux j.
 WEIGHT_ENTRIES: dict[str, tuple[str, str]] = {
@@ -57,8 +58,8 @@ WEIGHT_ENTRIES: dict[str, tuple[str, str]] = {
     "w53": ("m3", "v5"),
 }
 #: Uptake (v1) and growth (v3) quoted in the Fig. 1 captions.
-PAPER_V1 = 0.1
-PAPER_V3 = 0.5
+PAPER_V1: float = papers.value("fig1.v1")
+PAPER_V3: float = papers.value("fig1.v3")
 
 
 @contextmanager

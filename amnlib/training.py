@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from amnlib import papers
 from amnlib.losses import AMNLoss, LossWeights, bound_violation2, negativity2, sv2
 from amnlib.metrics import r2
 from amnlib.models import AMN
@@ -462,44 +463,25 @@ def history_dict(history: History) -> dict[str, list[float]]:
 
 
 # ------------------------------------------------------------------------------ Table 1
-#: The preprint's Table 1 (E. coli core, 10,000 pFBA samples, ratio 0.5, 5-fold, test set of
-#: 1,000; Intel i9 CPU, batch size 5). Our AMN-QP is the published successor of the preprint's
-#: RNN-EB, AMN-LP of RNN-UB (no row in the preprint's table; the published code's final
-#: validation R^2 is 0.993-0.994), AMN-W of RNN-W. ``None``: not given / not legible.
-PAPER_TABLE1: dict[tuple[str, str], dict[str, Any]] = {
-    ("ANN Dense", "all"): {"parameters": 3610, "epochs": None, "timestep": None,
-                           "seconds_per_epoch": 1.0, "r2": 0.92, "q2": 0.92, "sv2": 0.22,
-                           "q2_test": 0.94, "sv2_test": 5.54},
-    ("ANN Dense", "biomass"): {"parameters": 3610, "epochs": 1000, "timestep": None,
-                               "seconds_per_epoch": 1.0, "r2": 0.96, "q2": 0.95, "sv2": None,
-                               "q2_test": 0.96, "sv2_test": None},
-    ("ANN SV", "all"): {"parameters": 3610, "epochs": 500, "timestep": None,
-                        "seconds_per_epoch": 2.0, "r2": 0.92, "q2": 0.92, "sv2": 0.16,
-                        "q2_test": 0.95, "sv2_test": 2.52},
-    ("ANN SV", "biomass"): {"parameters": 3610, "epochs": 1000, "timestep": None,
-                            "seconds_per_epoch": 2.0, "r2": 0.98, "q2": 0.98, "sv2": 0.04,
-                            "q2_test": 0.99, "sv2_test": 0.85},
-    ("AMN-QP", "all"): {"parameters": 4740, "epochs": 500, "timestep": 1,
-                        "seconds_per_epoch": 6.3, "r2": 0.82, "q2": 0.83, "sv2": 1.64,
-                        "q2_test": 0.94, "sv2_test": 0.54},
-    ("AMN-QP", "biomass"): {"parameters": 4740, "epochs": 1000, "timestep": 5,
-                            "seconds_per_epoch": 6.3, "r2": 1.00, "q2": 1.00, "sv2": 0.03,
-                            "q2_test": 0.99, "sv2_test": 0.45},
-    ("AMN-LP", "biomass"): {"parameters": None, "epochs": None, "timestep": None,
-                            "seconds_per_epoch": None, "r2": None, "q2": 0.993,
-                            "sv2": None, "q2_test": None, "sv2_test": None},
-    ("AMN-W", "biomass"): {"parameters": 14320, "epochs": 500, "timestep": 5,
-                           "seconds_per_epoch": 11.0, "r2": 0.98, "q2": 0.98, "sv2": 0.02,
-                           "q2_test": 0.70, "sv2_test": 0.48},
-}
+#: The paper's numbers for our Table 1 rows (:func:`amnlib.papers.table1_dict`; sources there):
+#: the preprint's Table 1 (E. coli core, 10,000 pFBA samples, ratio 0.5, 5-fold, test set of
+#: 1,000; 2.4 GHz 8-core Intel i9, batch size 5, 500-1,000 epochs). Our AMN-QP is the published
+#: successor of the preprint's RNN-EB; AMN-Wt is the Fig. 3C RNN-W AMN (row "AMN RNN-W");
+#: AMN-LP (RNN-UB) has no preprint row, its entry is the published code's 5-fold Q^2;
+#: Prior+RNN-W is the book's own variant (no published row). ``None``: not given.
+PAPER_TABLE1: dict[tuple[str, str], dict[str, Any]] = papers.table1_dict()
 #: Rows of our Table 1, in order.
-TABLE1_ROWS: list[tuple[str, str]] = list(PAPER_TABLE1)
+TABLE1_ROWS: list[tuple[str, str]] = [
+    ("ANN Dense", "all"), ("ANN Dense", "biomass"), ("ANN SV", "all"), ("ANN SV", "biomass"),
+    ("AMN-QP", "all"), ("AMN-QP", "biomass"), ("AMN-LP", "biomass"), ("AMN-Wt", "biomass"),
+    ("Prior+RNN-W", "biomass"),
+]
 
 
 @dataclass
 class Protocol:
     """Sizes of a Table 1 run. ``epochs_by`` / ``max_train`` / ``batch_by`` per architecture
-    override the defaults (the AMN-LP and AMN-W layers cost 2-5x more per batch than AMN-QP on
+    override the defaults (the AMN-LP and Prior+RNN-W layers cost 2-5x more per batch than AMN-QP on
     a CPU, so they get fewer epochs, or a subset of the training folds); ``folds = 1`` is one
     80/20 hold-out split."""
 
@@ -520,19 +502,20 @@ class Protocol:
     @classmethod
     def full(cls) -> Protocol:
         """The paper's protocol (10,000 samples, 5 folds, test set of 1,000) with our epochs."""
-        return cls(epochs_by={"AMN-W": 15})
+        return cls(epochs_by={"Prior+RNN-W": 15})
 
     @classmethod
     def book(cls) -> Protocol:
         """The notebook's default: the same data, one hold-out split, fewer epochs."""
-        return cls(folds=1, epochs=20, epochs_by={"AMN-LP": 15, "AMN-W": 8})
+        return cls(folds=1, epochs=20, epochs_by={"AMN-LP": 15, "Prior+RNN-W": 8})
 
     @classmethod
     def fast(cls) -> Protocol:
         """CI: a few hundred samples, two folds, a few epochs (checks the plumbing only)."""
         return cls(
-            size=600, test_size=200, folds=2, epochs=4, epochs_by={"AMN-LP": 1, "AMN-W": 1},
-            max_train={"AMN-LP": 100, "AMN-W": 200},
+            size=600, test_size=200, folds=2, epochs=4,
+            epochs_by={"AMN-LP": 1, "Prior+RNN-W": 1},
+            max_train={"AMN-LP": 100, "Prior+RNN-W": 200},
         )
 
 

@@ -35,6 +35,7 @@ from amnlib.training import PAPER_TABLE1, Protocol, fit, table1_metrics, textboo
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "amn.json"
 TRAIN = 8_000  # training media per fold (10,000 x 4/5)
+#: The paper's seconds per epoch (Table 1, 8-core i9, batch 5), read from amnlib.papers
 PAPER_SECONDS = {a: PAPER_TABLE1.get((a, "biomass"), {}).get("seconds_per_epoch")
                  for a in ARCHITECTURES}
 
@@ -108,8 +109,9 @@ def main() -> None:
     net, ts = textbook_data(protocol)
     X, Y = ts.X[:TRAIN].astype(np.float32), ts.Y[:TRAIN].astype(np.float32)
     # slice of the epoch timed at batch 5, per architecture (slow layers get fewer samples)
-    slice5 = {"ANN Dense": 2000, "ANN SV": 2000, "AMN-QP": 1000, "AMN-LP": 50, "AMN-W": 250}
-    slice100 = {"AMN-LP": 1000, "AMN-W": 2000}
+    slice5 = {"ANN Dense": 2000, "ANN SV": 2000, "AMN-QP": 1000, "AMN-LP": 50, "AMN-Wt": 1000,
+              "Prior+RNN-W": 250}
+    slice100 = {"AMN-LP": 1000, "Prior+RNN-W": 2000}
     rows = {}
     for arch in ARCHITECTURES:
         s5 = time_epoch(net, arch, X, Y, 5, slice5[arch], protocol.hidden)
