@@ -78,6 +78,46 @@ def _generate(args: argparse.Namespace) -> int:
     return 0 if not ts.failures else 1
 
 
+def _fit_pinn(args: argparse.Namespace) -> int:
+    """``amnlib fit-pinn``: the flux PINN on a user's deletion-fitness table."""
+    from dataclasses import replace
+
+    from amnlib.fitness import (
+        fit_fitness,
+        predict_deletions,
+        save_fitness_model,
+        sized_config,
+        unseen_doubles,
+    )
+    from amnlib.network import MetabolicNetwork
+    from amnlib.pinn import default_config
+    from amnlib.userdata import read_fitness_table
+
+    out = Path(args.out)
+    try:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ValueError(f"--out {str(out)!r} exists and is not empty")
+        net = MetabolicNetwork.load(args.model)
+        table = read_fitness_table(args.fitness, net)
+        if args.epochs is not None and args.epochs < 1:
+            raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+        n_train = len(table) - int(args.validation * int((table["kind"] == "double").sum()))
+        config = sized_config(n_train, replace(default_config(fast=False), seed=args.seed),
+                              epochs=args.epochs)
+        log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
+        log(f"{net.name}: {len(table)} deletions of {table['gene1'].nunique()} genes read")
+        fit = fit_fitness(net, table, config, args.validation, refit=True, seed=args.seed,
+                          log=log)
+        pairs = unseen_doubles(table, limit=args.max_predictions)
+        preds = predict_deletions(fit.trained, net, pairs)
+        save_fitness_model(fit, net, out, predictions=preds)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        print(f"amnlib: {err}", file=sys.stderr)
+        return 2
+    log(f"saved model, report, {len(preds)} predicted unseen double deletions -> {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="amnlib",
@@ -107,6 +147,21 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--no-cache", action="store_true", help="always solve, never cache")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
     gen.set_defaults(func=_generate)
+    pinn = sub.add_parser("fit-pinn", help="train the flux PINN on your gene-deletion fitness "
+                          "table, save it, predict unseen double deletions")
+    pinn.add_argument("--model", required=True, help="model name or SBML/JSON path")
+    pinn.add_argument("--fitness", required=True, metavar="CSV",
+                      help="columns gene1, gene2 (empty for singles), fitness (relative to WT)")
+    pinn.add_argument("--out", required=True, metavar="DIR", help="new model directory")
+    pinn.add_argument("--epochs", type=int, default=None,
+                      help="training epochs (default: about 3,000 optimiser steps)")
+    pinn.add_argument("--validation", type=float, default=0.2,
+                      help="fraction of double deletions held out for the report (0: none)")
+    pinn.add_argument("--max-predictions", type=int, default=50_000,
+                      help="predict at most this many unseen double deletions")
+    pinn.add_argument("--seed", type=int, default=0)
+    pinn.add_argument("--quiet", action="store_true", help="no progress messages")
+    pinn.set_defaults(func=_fit_pinn)
     return parser
 
 
