@@ -13,8 +13,11 @@ Q^2 from the pooled held-out predictions, :func:`pooled_q2`):
 * FBA baselines with a fast repeated-FBA engine (:class:`MediumFBA`): out-of-the-box FBA (uptake
   bound 10 mmol gDW^-1 h^-1 for present compounds), the same with one fitted scaling factor, and
   FBA whose uptake bounds are fitted to growth by BFGS (:func:`optimize_uptakes`; the gradient of
-  the growth rate with respect to an uptake bound is the reduced cost of the exchange's uptake
-  column, so each BFGS step costs one LP per medium instead of one per medium and parameter);
+  the growth rate with respect to an uptake bound is the reduced cost of the split uptake column
+  ``EX_..._i``, i.e. minus COBRApy's shadow price of the metabolite and minus half COBRApy's
+  reduced cost of the reversible exchange (:mod:`amnlib.duals`); with bounds ``b * C_j`` the
+  chain rule adds the factor ``C_jk``; so each BFGS step costs one LP per medium instead of one
+  per medium and parameter);
 * black-box baselines on the 10 carbon-source columns: OLS (statsmodels), XGBoost, random forest,
   a dense network (:data:`BASELINES`);
 * the reservoir (:class:`ReservoirModel`): an AMN-QP pre-trained on simulated pFBA data of the
@@ -317,8 +320,10 @@ class MediumFBA:
     Each call changes only the bounds that differ from the previous medium and re-solves the
     same LP (GLPK warm start from the previous basis). Uptakes not in ``in_ids`` are closed
     (COBRApy ``model.medium`` semantics). The gradient of the growth rate with respect to an
-    uptake bound is the reduced cost of the uptake column (valid where the LP optimum is
-    non-degenerate; a subgradient elsewhere).
+    uptake bound ``u`` is the reduced cost of the split uptake column ``EX_..._i`` (``d mu / d u
+    >= 0``; COBRApy reports ``-d mu / d u`` as the metabolite's shadow price and ``-2 d mu / d u``
+    as the exchange's reduced cost, see :mod:`amnlib.duals`); valid where the LP optimum is
+    non-degenerate, a subgradient elsewhere.
     """
 
     def __init__(self, network: MetabolicNetwork, in_ids: Sequence[str]):
