@@ -11,7 +11,7 @@ export AMNLIB_DATA_DIR
 # output: a headless MPLBACKEND (Agg) from the caller's shell would silently drop them all.
 unexport MPLBACKEND
 
-.PHONY: install browser book test lint lab clean
+.PHONY: install browser book test lint lab clean assignments
 
 install: $(STAMP)
 
@@ -40,6 +40,11 @@ test: $(STAMP) browser
 # JupyterLab on the chapters (installed with the book): figures show inline, as on the website.
 lab: $(STAMP)
 	$(BIN)/jupyter-lab notebooks
+
+# The course kit: per chapter a student notebook, an autograder archive and an instructor
+# notebook in _build/assignments/<chapter>/ (otter-grader; see book/instructors.md).
+assignments: $(STAMP)
+	$(BIN)/python assignments/build.py --out _build/assignments
 
 lint: $(STAMP)
 	$(BIN)/ruff check amnlib tests benchmarks tools
