@@ -90,7 +90,7 @@ def test_amn_loss_reference_columns(net, pfba):
     assert LossWeights.for_architecture("AMN-QP", "biomass").reference == 100.0
 
 
-# AMN-Wt's dense layer outputs the 20 uptakes, not 154 fluxes: tests/test_papers_wt.py
+# AMN-Wt's dense layer outputs the 20 uptakes, not 154 fluxes: tests/test_amn_wt.py
 @pytest.mark.parametrize("architecture", [a for a in ARCHITECTURES if a != "AMN-Wt"])
 def test_shapes_parameters_and_gradients(net, architecture):
     torch.manual_seed(0)
