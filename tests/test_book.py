@@ -3,8 +3,8 @@ and every TOC page renders in headless Chromium with typeset maths and no error 
 
 The real book is built in fast mode into a temporary folder with its own execution cache, so the
 fast outputs never reach the cache of `make book`. A tiny broken book (a headless MPLBACKEND
-reaching the kernel, MathJax missing, an error output, an object repr, a blank page) shows that
-each check fails when it should."""
+reaching the kernel, MathJax missing, an error output, an object repr, a table spilling past the
+column, a blank page) shows that each check fails when it should."""
 
 import json
 import os
@@ -123,7 +123,7 @@ def broken_site(tmp_path_factory):
     (src / "intro.md").write_text("# Tiny\n")
     (src / "notebooks" / "ch.ipynb").write_text(json.dumps(_notebook([
         ("markdown", "# Chapter 1: tiny\n\nMaths $x^2$ and\n\n$$\\int_0^1 x\\,dx$$\n\n"
-         + LONG_TEXT),
+         + LONG_TEXT + '\n\n<table style="width: 1500px"><tr><td>too wide</td></tr></table>\n'),
         ("code", "import matplotlib.pyplot as plt\nimport numpy as np\n\n"
                  "fig, ax = plt.subplots()\nax.plot([1, 2])\nplt.show()"),
         ("code", "np.random.default_rng(0)"),
@@ -156,5 +156,6 @@ def test_rendering_check_fails_on_a_broken_page(broken_site, tmp_path):
     assert "ch.html prints an object repr" in text and "Generator(PCG64) at 0x" in text
     assert "ch.html shows raw TeX" in text
     assert "chapter notebooks/ch shows no typeset maths" in text
+    assert "ch.html has a table that spills past the text column: 'too wide'" in text
     assert rendered["notebooks/ch"].png.is_file() and rendered["intro"].png.is_file()
     assert rendered["notebooks/ch"].math_rendered == 0

@@ -289,7 +289,8 @@ class Browser:
         png.write_bytes(base64.b64decode(shot["data"]))
         return Rendered(page=page, png=png, height=int(info["height"]), **{
             k: info[k] for k in ("text", "prose", "math_sources", "math_rendered",
-                                 "error_outputs", "stderr")})
+                                 "error_outputs", "stderr", "wide_tables",
+                                 "spilling_tables")})
 
 
 # Waits for MathJax's first typeset (when the page loads MathJax) and for the web fonts.
@@ -303,12 +304,18 @@ _WAIT_MATH_JS = """
     await MathJax.startup.promise;
   }
   await document.fonts.ready;
+  // no transitions: a sidebar caught mid-animation would make the screenshot lie
+  const still = document.createElement('style');
+  still.textContent = '*, *::before, *::after { transition: none !important; ' +
+                      'animation: none !important; }';
+  document.head.appendChild(still);
+  await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
   return true;
 })()
 """
 
 # What a reader sees: the text (code blocks excluded from "prose"), maths, error outputs.
-_PAGE_INFO_JS = """
+_PAGE_INFO_JS = r"""
 (() => {
   const main = document.querySelector('main') || document.body;
   const clone = main.cloneNode(true);
@@ -323,6 +330,20 @@ _PAGE_INFO_JS = """
     error_outputs: [...document.querySelectorAll('.cell_output .traceback, .cell_output .error')]
                      .map(e => e.innerText.slice(0, 300)),
     stderr: [...document.querySelectorAll('.cell_output .stderr')].map(e => e.innerText),
+    // tables wider than the text column (they scroll inside their output box) and tables
+    // that spill past the column because nothing around them scrolls
+    wide_tables: [...main.querySelectorAll('article table')]
+      .filter(t => t.scrollWidth > (main.querySelector('article') || main).clientWidth + 2)
+      .map(t => t.innerText.replace(/\s+/g, ' ').slice(0, 80)),
+    spilling_tables: [...main.querySelectorAll('article table')]
+      .filter(t => t.getBoundingClientRect().right >
+                   (main.querySelector('article') || main).getBoundingClientRect().right + 2)
+      .filter(t => { for (let e = t.parentElement; e && e.tagName !== 'ARTICLE';
+                          e = e.parentElement) {
+                       if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(e).overflowX))
+                         return false; }
+                     return true; })
+      .map(t => t.innerText.replace(/\s+/g, ' ').slice(0, 80)),
   };
 })()
 """
@@ -341,6 +362,8 @@ class Rendered:
     math_rendered: int
     error_outputs: list[str] = field(default_factory=list)
     stderr: list[str] = field(default_factory=list)
+    wide_tables: list[str] = field(default_factory=list)
+    spilling_tables: list[str] = field(default_factory=list)
 
     @property
     def words(self) -> int:
@@ -368,6 +391,8 @@ class Rendered:
         for match in _RAW_TEX.finditer(self.prose):
             out.append(f"{name} shows raw TeX: {_around(self.prose, match)!r}")
             break
+        for table in self.spilling_tables:
+            out.append(f"{name} has a table that spills past the text column: {table!r}")
         if self.math_sources and not self.math_rendered:
             out.append(f"{name} has {self.math_sources} maths elements and no MathJax output")
         if self.height > MAX_HEIGHT:
@@ -432,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, r in rendered.items():
             print(f"rendered {name}: {r.words} words, {r.height} px, {r.math_rendered} maths, "
                   f"{r.blank_fraction():.0%} white -> {r.png}")
+            for table in r.wide_tables:
+                print(f"  note: a table wider than the column scrolls sideways: {table[:60]!r}")
     else:
         print("chromium not found: rendering check skipped")
     for p in problems:
