@@ -29,6 +29,7 @@ browser:
 
 # The main job: execute every notebook and build the website into _build/html, then check it.
 book: $(STAMP) browser
+	$(BIN)/python tools/paper_map.py  # book/paper_map.md from amnlib.papers and benchmarks/results
 	$(BIN)/jupyter-book build -W --keep-going --path-output . .
 	$(BIN)/python tools/check_site.py _build/html
 
