@@ -7,7 +7,8 @@ this writes into ``<out>/<chapter>/``:
 * ``psNN.zip``: the same two, as one handout archive (upload it to Colab);
 * ``psNN-autograder.zip``: every test, public and hidden, plus ``questions.json`` (name,
   points, manual or not, of every question), for ``assignments/grade.py``;
-* ``instructor/psNN.ipynb``: the solved notebook with the model answers and rubrics.
+* ``instructor/psNN.ipynb``: the solved notebook with the model answers and rubrics, and
+  ``instructor/tests/`` with every test.
 
 The student files are checked before anything is written: a solution line, a model answer or a
 hidden test found in them stops the build.
@@ -65,9 +66,12 @@ def questions(master: Path) -> list[dict]:
 
 
 def secret_lines(master: Path) -> list[str]:
-    """Lines the student files must not contain: solution code, model answers and rubrics, and
-    the bodies of hidden tests (lines of at least 25 characters, stripped)."""
+    """Lines the student files must not contain: solution code, model answers and rubrics (lines
+    of at least 20 characters, stripped, that the questions do not spell out themselves), and
+    the names of hidden test functions."""
     lines: list[str] = []
+    hidden: list[str] = []
+    public: list[str] = []
     in_solution = False
     for cell in _cells(master):
         text = _source(cell)
@@ -79,6 +83,8 @@ def secret_lines(master: Path) -> list[str]:
                 in_solution = False
             continue
         body = text.splitlines()
+        if not in_solution and not re.search(r"hidden:\s*true", text):
+            public.append(text)
         if in_solution and cell["cell_type"] == "markdown":
             lines += body
         elif in_solution:
@@ -93,8 +99,9 @@ def secret_lines(master: Path) -> list[str]:
                 elif re.search(r"#\s*SOLUTION\s*$", ln):
                     lines.append(re.sub(r"#\s*SOLUTION\s*$", "", ln).split("=", 1)[-1])
         elif re.search(r"hidden:\s*true", text):
-            lines += [ln for ln in body if "TEST CONFIG" not in ln and not ln.startswith("def ")]
-    return [s for s in (ln.strip() for ln in lines) if len(s) >= 25]
+            hidden += [ln.split("(")[0] + "(" for ln in body if ln.startswith("def ")]
+    given = "\n".join(public)  # what the questions themselves spell out (e.g. an API call)
+    return [s for s in (ln.strip() for ln in lines) if len(s) >= 20 and s not in given] + hidden
 
 
 def check_student(student_dir: Path, master: Path) -> None:
@@ -132,6 +139,8 @@ def build_one(chapter: str, master: Path, out: Path) -> dict[str, Path]:
         (dest / "instructor").mkdir(parents=True)
         shutil.copytree(tmp / "student", dest / "student")
         shutil.copy(tmp / "autograder" / f"{name}.ipynb", dest / "instructor" / f"{name}.ipynb")
+        # every test, hidden ones included, so that grader.check runs them in the solutions
+        shutil.copytree(tmp / "autograder" / "tests", dest / "instructor" / "tests")
         (zip_in,) = (tmp / "autograder").glob(f"{name}-autograder_*.zip")
         autograder = dest / f"{name}-autograder.zip"
         shutil.copy(zip_in, autograder)

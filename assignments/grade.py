@@ -82,8 +82,12 @@ def grade_folder(autograder: Path, folder: Path, jobs: int = 1) -> list[dict]:
     if not subs:
         raise FileNotFoundError(f"no .ipynb submission in {folder}")
     questions = question_list(autograder)
-    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        scores = list(pool.map(_grade_job, [(p.resolve(), autograder) for p in subs]))
+    jobs_args = [(p.resolve(), autograder) for p in subs]
+    if jobs <= 1:
+        scores = [_grade_job(a) for a in jobs_args]
+    else:  # each grading chdirs and starts its own kernel: one process per notebook
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            scores = list(pool.map(_grade_job, jobs_args))
     rows = []
     for path, sc in zip(subs, scores, strict=True):
         rows += rows_for(path.stem, sc, questions)
