@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _pip_lines() -> list[str]:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    return [p for p in pip if not p.startswith("-e")]
+    return [p for p in pip if not p.startswith("-")]  # requirements, not pip options
 
 
 def test_environment_matches_pyproject():
@@ -19,6 +19,12 @@ def test_environment_matches_pyproject():
     extras = project["optional-dependencies"]
     wanted = project["dependencies"] + extras["book"] + extras["ml"]
     assert sorted(_pip_lines()) == sorted(wanted)
+
+
+def test_binder_installs_cpu_torch():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in pip  # not CUDA (GBs)
 
 
 def test_torch_loose_in_package_pinned_in_constraints():
