@@ -30,6 +30,7 @@ import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 
 
 def masters(chapters: list[str] | None = None) -> dict[str, Path]:
@@ -119,6 +120,30 @@ def check_student(student_dir: Path, master: Path) -> None:
             assert probe not in text, f"{path} contains the solution/hidden line {line!r}"
 
 
+COLAB_MARK = "# On Colab: install amnlib."
+
+
+def with_chapter_install_cell(master: Path, chapter: str, dest: Path) -> Path:
+    """Copy ``master`` to ``dest`` with its install placeholder (the code cell starting with
+    :data:`COLAB_MARK`) replaced by the chapter notebook's Colab install cell, so that the
+    student notebook installs amnlib exactly as the chapter does (one place names the
+    repository)."""
+    chapter_nb = ROOT / "notebooks" / f"{chapter}.ipynb"
+    cells = json.loads(chapter_nb.read_text(encoding="utf-8"))["cells"]
+    install = next(_source(c) for c in cells if c["cell_type"] == "code")
+    if "google.colab" not in install:
+        raise ValueError(f"{chapter_nb}: the first code cell is not the Colab install cell")
+    nb = json.loads(master.read_text(encoding="utf-8"))
+    marked = [c for c in nb["cells"] if c["cell_type"] == "code"
+              and _source(c).startswith(COLAB_MARK)]
+    if len(marked) != 1:
+        raise ValueError(f"{master}: expected one install placeholder cell ({COLAB_MARK!r})")
+    marked[0]["source"] = install
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return dest
+
+
 def build_one(chapter: str, master: Path, out: Path) -> dict[str, Path]:
     """Run ``otter assign`` on one master and lay out its products in ``out/chapter``.
 
@@ -126,13 +151,14 @@ def build_one(chapter: str, master: Path, out: Path) -> dict[str, Path]:
     name = master.stem
     dest = out / chapter
     with tempfile.TemporaryDirectory(prefix=f"otter-{name}-") as tmp:
+        source = with_chapter_install_cell(master, chapter, Path(tmp) / "master" / master.name)
         res = subprocess.run(
-            [sys.executable, "-m", "otter", "assign", "--no-run-tests", str(master), tmp],
+            [sys.executable, "-m", "otter", "assign", "--no-run-tests", str(source), "dist"],
             capture_output=True, text=True, cwd=tmp,
         )
         if res.returncode != 0:
             raise RuntimeError(f"otter assign failed for {master}:\n{res.stdout}\n{res.stderr}")
-        tmp = Path(tmp)
+        tmp = Path(tmp) / "dist"
         check_student(tmp / "student", master)
         if dest.exists():
             shutil.rmtree(dest)
