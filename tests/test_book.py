@@ -110,6 +110,8 @@ def test_expected_figures_from_source(tmp_path):
         "n.ipynb cell 3 creates a figure without plt.show() / display(fig)"]
 
 
+PNG_40x10 = ("iVBORw0KGgoAAAANSUhEUgAAACgAAAAKCAIAAABJ+IsHAAAAHElEQVR4nGM8ISfHMBCAaUBsHbV41OJRi4eF"
+             "xQD/xAEYFrzagQAAAABJRU5ErkJggg==")
 LONG_TEXT = " ".join(["Words that fill the page so that it is not blank."] * 12)
 
 
@@ -117,14 +119,18 @@ LONG_TEXT = " ".join(["Words that fill the page so that it is not blank."] * 12)
 def broken_site(tmp_path_factory):
     """A one-chapter book built the wrong way: MPLBACKEND=Agg reaches the kernel, MathJax is not
     shipped (its script points at a file that does not exist, as a CDN does offline), a cell
-    raises, a cell prints a Generator repr, and the root page is empty."""
+    raises, a cell prints a Generator repr, a table is too wide, an image is squeezed, and the
+    root page is empty."""
     src = tmp_path_factory.mktemp("broken")
     (src / "notebooks").mkdir()
     (src / "intro.md").write_text("# Tiny\n")
     (src / "notebooks" / "ch.ipynb").write_text(json.dumps(_notebook([
         ("markdown", "# Chapter 1: tiny\n\nMaths $x^2$ and\n\n$$\\int_0^1 x\\,dx$$\n\n"
-         + LONG_TEXT + '\n\n<table style="width: 1500px"><tr><td>too wide</td></tr></table>\n'),
+         + LONG_TEXT + '\n\n<table style="width: 1500px"><tr><td>too wide</td></tr></table>\n'
+         f'\n<img alt="squeezed" src="data:image/png;base64,{PNG_40x10}" '
+         'style="width: 100px; height: 100px" />\n'),
         ("code", "import matplotlib.pyplot as plt\nimport numpy as np\n\n"
+                 "from amnlib.plotting import set_style\n\nset_style()\n"
                  "fig, ax = plt.subplots()\nax.plot([1, 2])\nplt.show()"),
         ("code", "np.random.default_rng(0)"),
         ("code", "raise ValueError('broken on purpose')"),
@@ -157,5 +163,8 @@ def test_rendering_check_fails_on_a_broken_page(broken_site, tmp_path):
     assert "ch.html shows raw TeX" in text
     assert "chapter notebooks/ch shows no typeset maths" in text
     assert "ch.html has a table that spills past the text column: 'too wide'" in text
+    assert "ch.html shows a distorted image (aspect ratio changed)" in text
+    # set_style() says on stderr that the kernel's backend drops figures
+    assert "ch.html shows a warning/error on stderr" in text and "records no figure" in text
     assert rendered["notebooks/ch"].png.is_file() and rendered["intro"].png.is_file()
     assert rendered["notebooks/ch"].math_rendered == 0

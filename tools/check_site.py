@@ -13,8 +13,10 @@ status 1 when a problem is found. The checks:
   network): for every TOC page, a full-page screenshot in ``--screenshots`` (default
   ``<html>/../screenshots``); the page fails when it is blank, shows a Python traceback or error
   output, prints an object repr (``<... object at 0x...>``, ``Generator(PCG64) at 0x...``), keeps
-  raw TeX delimiters (``\\(``, ``\\[``, ``$$``) in its rendered text, or, for a page with maths,
-  has no MathJax output (``mjx-container``).
+  raw TeX delimiters (``\\(``, ``\\[``, ``$$``) in its rendered text, shows an image squeezed
+  out of its aspect ratio, has a table spilling past the text column (a wide table that scrolls
+  inside its box is only listed), or, for a page with maths, has no MathJax output
+  (``mjx-container``).
 """
 
 from __future__ import annotations
@@ -290,7 +292,7 @@ class Browser:
         return Rendered(page=page, png=png, height=int(info["height"]), **{
             k: info[k] for k in ("text", "prose", "math_sources", "math_rendered",
                                  "error_outputs", "stderr", "wide_tables",
-                                 "spilling_tables")})
+                                 "spilling_tables", "distorted_images")})
 
 
 # Waits for MathJax's first typeset (when the page loads MathJax) and for the web fonts.
@@ -330,6 +332,13 @@ _PAGE_INFO_JS = r"""
     error_outputs: [...document.querySelectorAll('.cell_output .traceback, .cell_output .error')]
                      .map(e => e.innerText.slice(0, 300)),
     stderr: [...document.querySelectorAll('.cell_output .stderr')].map(e => e.innerText),
+    // images shown with another aspect ratio than their pixels (squeezed figures)
+    distorted_images: [...main.querySelectorAll('article img')]
+      .filter(i => i.naturalWidth && i.naturalHeight && i.clientWidth && i.clientHeight &&
+                   Math.abs((i.clientWidth / i.clientHeight) /
+                            (i.naturalWidth / i.naturalHeight) - 1) > 0.03)
+      .map(i => `${(i.getAttribute('src') || '').slice(-24)} ${i.naturalWidth}x` +
+                `${i.naturalHeight} shown ${i.clientWidth}x${i.clientHeight}`),
     // tables wider than the text column (they scroll inside their output box) and tables
     // that spill past the column because nothing around them scrolls
     wide_tables: [...main.querySelectorAll('article table')]
@@ -364,6 +373,7 @@ class Rendered:
     stderr: list[str] = field(default_factory=list)
     wide_tables: list[str] = field(default_factory=list)
     spilling_tables: list[str] = field(default_factory=list)
+    distorted_images: list[str] = field(default_factory=list)
 
     @property
     def words(self) -> int:
@@ -391,6 +401,8 @@ class Rendered:
         for match in _RAW_TEX.finditer(self.prose):
             out.append(f"{name} shows raw TeX: {_around(self.prose, match)!r}")
             break
+        for image in self.distorted_images:
+            out.append(f"{name} shows a distorted image (aspect ratio changed): {image}")
         for table in self.spilling_tables:
             out.append(f"{name} has a table that spills past the text column: {table!r}")
         if self.math_sources and not self.math_rendered:
