@@ -868,6 +868,8 @@ def pretrain_reservoir(
     cache: bool | str | Any = True,
     vary: str = "carbon",
     layer_preset: str = "paper",
+    spec: pd.DataFrame | None = None,
+    presence: np.ndarray | pd.DataFrame | None = None,
 ) -> Pretrained:
     """Pre-train the reservoir: pFBA on ``size`` simulated media drawn from the 110 experimental
     compositions (generator's ratio-0 experimental mode, medium spec ``iML1515``: present
@@ -888,6 +890,12 @@ def pretrain_reservoir(
     ``vary``: ``"carbon"`` (the spec as published: only the 10 carbon sources vary) or
     ``"all"`` (:func:`pretraining_spec`: every present compound varies, so that a layer that
     learns every uptake stays on the reservoir's domain).
+
+    A user's medium space instead of the paper's (:mod:`amnlib.growth_workflow`): ``spec`` (a
+    medium spec table, :func:`amnlib.simulate.make_spec` layout, replacing
+    ``pretraining_spec(vary)``) and ``presence`` (n_media, n_in) the media compositions drawn
+    from (replacing the 110 experimental media); the network's medium columns must then be the
+    spec's uptakes.
     """
     import hashlib
     import json
@@ -903,8 +911,8 @@ def pretrain_reservoir(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         ts = generate(
-            network, pretraining_spec(vary), size=size, seed=seed, experimental=True,
-            n_jobs=n_jobs, progress=progress,
+            network, pretraining_spec(vary) if spec is None else spec, size=size, seed=seed,
+            experimental=True, n_jobs=n_jobs, progress=progress, presence=presence,
         )  # fmt: skip
     t_gen = time.perf_counter() - t0
     X = ts.X[:, [ts.x_ids.index(i) for i in network.in_ids]]

@@ -236,8 +236,11 @@ def _draw(spec: MediumSpec, rng: np.random.Generator, present: np.ndarray | None
     return x
 
 
-def _experimental_media(spec: MediumSpec) -> np.ndarray:
-    """(110, n_in) 0/1 presence of each spec uptake in the experimental media."""
+def _experimental_media(spec: MediumSpec, presence: Any = None) -> np.ndarray:
+    """(n_media, n_in) 0/1 presence of each spec uptake in the experimental media: the 110 paper
+    media, or ``presence`` (a user's compositions, :func:`_check_presence`)."""
+    if presence is not None:
+        return _check_presence(spec, presence)
     from amnlib.data import load_media_110
 
     media = load_media_110()
@@ -248,6 +251,25 @@ def _experimental_media(spec: MediumSpec) -> np.ndarray:
             "use spec='iML1515' with iJO1366/iML1515"
         )
     return media[list(spec.ids)].to_numpy(dtype=float)
+
+
+def _check_presence(spec: MediumSpec, presence: Any) -> np.ndarray:
+    """``presence`` as a (n_media, n_in) 0/1 array in the spec's column order: an array with the
+    spec's columns, or a DataFrame whose columns are the spec's ``_i`` ids (any order; values
+    > 0 count as present). ``ValueError`` for a wrong shape, missing columns, NaN or negative
+    values, or no medium."""
+    if isinstance(presence, pd.DataFrame):
+        missing = [u for u in spec.ids if u not in presence.columns]
+        if missing:
+            raise ValueError(f"presence lacks the spec's uptakes {missing[:5]}")
+        presence = presence[list(spec.ids)].to_numpy(dtype=float)
+    P = np.asarray(presence, dtype=float)
+    if P.ndim != 2 or P.shape[1] != len(spec.ids) or len(P) == 0:
+        raise ValueError(f"presence must be (n_media >= 1, {len(spec.ids)}) (the spec's uptakes), "
+                         f"got shape {P.shape}")
+    if not np.all(np.isfinite(P)) or np.any(P < 0):
+        raise ValueError("presence values must be finite and >= 0 (0 absent, > 0 present)")
+    return (P > 0).astype(float)
 
 
 def _medium_rows(size: int, n_media: int, samples_per_medium: int | None) -> np.ndarray:
@@ -264,6 +286,7 @@ def draw_media(
     ratio: float | None = None,
     experimental: bool = False,
     samples_per_medium: int | None = None,
+    presence: Any = None,
 ) -> pd.DataFrame:
     """Draw ``size`` media without solving them (the first draw of each sample of
     :func:`generate` with the same arguments).
@@ -274,8 +297,10 @@ def draw_media(
     sp = MediumSpec.parse(spec, ratio)
     size = _check_size(size)
     rows = present = None
+    if presence is not None and not experimental:
+        raise ValueError("presence (a user's media compositions) needs experimental=True")
     if experimental:
-        present = _experimental_media(sp)
+        present = _experimental_media(sp, presence)
         rows = _medium_rows(size, len(present), samples_per_medium)
     X = np.zeros((size, len(sp.ids)))
     for i in range(size):
@@ -825,6 +850,7 @@ def generate(
     max_tries: int = MAX_TRIES,
     timeout: float | None = None,
     client: Any = None,
+    presence: Any = None,
 ) -> TrainingSet:
     """Draw ``size`` media from ``spec`` and solve each with COBRApy (p)FBA.
 
@@ -847,7 +873,10 @@ def generate(
         ``client``, else the current one, else a temporary ``LocalCluster`` of ``n_jobs``
         processes).
     experimental : draw media from the 110 experimental media (ratio 0; ``samples_per_medium``
-        samples each, default ``ceil(size / 110)``).
+        samples each, default ``ceil(size / n_media)``).
+    presence : with ``experimental``, a user's media compositions instead of the 110 paper
+        media: (n_media, n_in) 0/1 presence of the spec's uptakes (array in the spec's order, or
+        a DataFrame with the spec's ``_i`` ids as columns). Part of the cache identity.
     progress : show a tqdm progress bar.
     ratio : override the spec's ``ratio_drawing``.
     max_tries : draws per sample before it is reported as a failure.
@@ -878,8 +907,10 @@ def generate(
         )
     spec_ex = np.array([exchanges.index(e) for e in spec_ex_ids], dtype=int)
     present = rows = None
+    if presence is not None and not experimental:
+        raise ValueError("presence (a user's media compositions) needs experimental=True")
     if experimental:
-        present = _experimental_media(sp)
+        present = _experimental_media(sp, presence)
         rows = _medium_rows(size, len(present), samples_per_medium)
         samples_per_medium = samples_per_medium or max(1, math.ceil(size / len(present)))
 
@@ -897,6 +928,8 @@ def generate(
         "max_tries": int(max_tries),
         "block_size": BLOCK_SIZE,
     }
+    if presence is not None:  # absent for the paper media: their cache keys are unchanged
+        identity["presence"] = hashlib.sha256(np.ascontiguousarray(present).tobytes()).hexdigest()
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
     cache_path = None
     if cache_dir is not False:
