@@ -241,8 +241,8 @@ def lump(
             continue
         if len(nz) == 2:
             j, k = nz
-            if c[k] != 0 and c[j] == 0:  # keep the objective's column
-                j, k = k, j
+            if abs(cols_of[i][j]) > abs(cols_of[i][k]):
+                j, k = k, j  # keep the larger flux: |r| <= 1 (see PIVOT below)
             r = -cols_of[i][j] / cols_of[i][k]  # v_k = r v_j
             record(i, k)
             zero_ok[j] &= zero_ok[k]

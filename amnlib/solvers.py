@@ -99,7 +99,13 @@ PAPER_DECAY_EVERY = _papers.value("fig2.decay_every")
 PAPER_K = _papers.value("fig2.objective_scale")
 #: Absolute floor (objective units, h^-1) of PDHG's relative objective tolerance.
 OBJECTIVE_FLOOR = 0.01
-_FREEZE_W = False
+#: PDHG's default iteration cap: ITERATIONS_PER_SIZE x (rows + columns) of the reduced problem,
+#: at least MIN_ITERATIONS (every medium stops as soon as it meets the tolerance).
+ITERATIONS_PER_SIZE = 100
+MIN_ITERATIONS = 10_000
+#: Flux magnitude (mmol gDW^-1 h^-1) beyond which a medium counts as infeasible: a dual ray
+#: proving that no flux vector with |v| <= INFEASIBLE_BOX meets the constraints certifies it.
+INFEASIBLE_BOX = 1e4
 #: Iterations the preprint needs for a satisfactory flux R^2 on E. coli core (Fig. 2D).
 PAPER_ITERATIONS = _papers.value("fig2.iterations_needed")
 
@@ -333,6 +339,9 @@ class SolverReport:
     dual : (batch, p) shadow prices of ``A v = b`` (d objective / d b) when the solver has them.
     bound_dual : (batch, n) d objective / d ub (>= 0) when the solver has them.
     history : ``{iteration: (batch, n) fluxes}`` snapshots taken at ``record_at``.
+    infeasible : (batch,) bool, media proven infeasible (PDHG: a dual ray certifies that no
+        flux vector within ``INFEASIBLE_BOX`` meets the constraints); ``None`` for solvers
+        that cannot tell.
     """
 
     method: str
@@ -346,6 +355,7 @@ class SolverReport:
     dual: Tensor | None = None
     bound_dual: Tensor | None = None
     history: dict[int, Tensor] = field(default_factory=dict, repr=False)
+    infeasible: Tensor | None = None
 
     @property
     def all_converged(self) -> bool:
@@ -359,6 +369,7 @@ class SolverReport:
             "seconds": float(self.seconds),
             "max_violation": float(self.violation.max()),
             "converged": int(self.converged.sum()),
+            "infeasible": None if self.infeasible is None else int(self.infeasible.sum()),
             "batch": int(self.converged.numel()),
         }
 
@@ -555,15 +566,16 @@ def _equilibrate(A: Tensor, ruiz_iterations: int = 10) -> tuple[Tensor, Tensor]:
     M = A.detach().to(torch.float64).abs()
     dr = torch.ones(M.shape[0], dtype=M.dtype, device=M.device)
     dc = torch.ones(M.shape[1], dtype=M.dtype, device=M.device)
+    def norm_or_one(t: Tensor) -> Tensor:  # an empty row or column keeps scale 1
+        return torch.where(t > 0, t, torch.ones_like(t))
+
     for _ in range(ruiz_iterations):
         cur = dr[:, None] * M * dc[None, :]
-        rmax = cur.amax(dim=1).clamp_min(1e-12)
-        cmax = cur.amax(dim=0).clamp_min(1e-12)
-        dr = dr / rmax.sqrt()
-        dc = dc / cmax.sqrt()
+        dr = dr / norm_or_one(cur.amax(dim=1)).sqrt()
+        dc = dc / norm_or_one(cur.amax(dim=0)).sqrt()
     cur = dr[:, None] * M * dc[None, :]
-    dr = dr / cur.sum(dim=1).clamp_min(1e-12).sqrt()
-    dc = dc / cur.sum(dim=0).clamp_min(1e-12).sqrt()
+    dr = dr / norm_or_one(cur.sum(dim=1)).sqrt()
+    dc = dc / norm_or_one(cur.sum(dim=0)).sqrt()
     return dr, dc
 
 
@@ -651,7 +663,7 @@ def _halpern_block(
 
 def solve_pdhg(
     problem: LPProblem,
-    max_iterations: int = 5_000,
+    max_iterations: int | None = None,
     tol: float = 1e-3,
     check_every: int = 64,
     v0: Tensor | None = None,
@@ -666,7 +678,8 @@ def solve_pdhg(
     artificial_restart: float = 0.2,
     lump: bool = True,
     threads: int | None = None,
-    ruiz_iterations: int = 0,
+    ruiz_iterations: int = 4,
+    nonconverged: str = "nan",
 ) -> SolverReport:
     """Restarted primal-dual hybrid gradient with diagonal preconditioning (PDLP-style).
 
@@ -708,8 +721,12 @@ def solve_pdhg(
     The initial primal weight is PDLP's ``||c|| / ||b||`` (1 where ``b = 0``, as in UB);
     ``threads`` sets the CPU threads (default: 1 for small problems, else torch's setting).
     """
-    if max_iterations < 1:
-        raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
+    if max_iterations is not None and max_iterations < 1:
+        raise ValueError(
+            f"max_iterations must be >= 1 (or None for the default), got {max_iterations}"
+        )
+    if nonconverged not in ("nan", "keep"):
+        raise ValueError(f"nonconverged must be 'nan' or 'keep', got {nonconverged!r}")
     t0 = time.perf_counter()
     settings = dict(
         max_iterations=max_iterations, tol=tol, check_every=check_every,
@@ -720,7 +737,76 @@ def solve_pdhg(
     )
     if reduce:
         cols, rows = presolve(problem)
-        return _solve_reduced(problem, cols, rows, v0, t0, settings)
+        rep = _solve_reduced(problem, cols, rows, v0, t0, settings)
+    else:
+        settings.pop("lump")
+        rep = _pdhg(problem, v0, t0, **settings)
+    return _flag_failures(rep, problem, nonconverged, tol)
+
+
+def default_iterations(rows: int, columns: int) -> int:
+    """PDHG's default iteration cap for a (reduced) problem of ``rows x columns``:
+    ``max(MIN_ITERATIONS, ITERATIONS_PER_SIZE * (rows + columns))`` (textbook 10,000; iJO1366
+    ~204,000; salmonella ~244,000). Media stop as soon as they meet the tolerance, so the cap
+    only costs time for media that do not converge."""
+    return max(MIN_ITERATIONS, ITERATIONS_PER_SIZE * (int(rows) + int(columns)))
+
+
+def _flag_failures(
+    rep: SolverReport, problem: LPProblem, nonconverged: str, tol: float
+) -> SolverReport:
+    """Non-converged media: a ``RuntimeWarning`` naming them, and (``nonconverged="nan"``)
+    NaN fluxes, growth, objective and duals; certified infeasible media get NaN without a
+    warning (``rep.infeasible`` says which). ``"keep"`` returns the last iterates."""
+    failed = ~rep.converged
+    infeasible = rep.infeasible if rep.infeasible is not None else torch.zeros_like(failed)
+    unknown = failed & ~infeasible
+    if bool(unknown.any()):
+        idx = unknown.nonzero().flatten().tolist()
+        shown = ", ".join(str(i) for i in idx[:20]) + (", ..." if len(idx) > 20 else "")
+        what = "are NaN" if nonconverged == "nan" else "are the last iterates (may be wrong)"
+        warnings.warn(
+            f"{rep.method}: {len(idx)} of {failed.numel()} media did not converge in "
+            f"{rep.iterations} iterations (tol {tol}): media [{shown}]; their growth and fluxes "
+            f"{what}. Raise max_iterations or tol.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    if nonconverged == "keep" or not bool(failed.any()):
+        return rep
+    m = failed[:, None]
+    nan = float("nan")
+    rep.v = torch.where(m, torch.full_like(rep.v, nan), rep.v)
+    rep.growth = rep.v[:, problem.biomass_index]
+    rep.objective = torch.where(failed, torch.full_like(rep.objective, nan), rep.objective)
+    if rep.dual is not None:
+        rep.dual = torch.where(m, torch.full_like(rep.dual, nan), rep.dual)
+    if rep.bound_dual is not None:
+        rep.bound_dual = torch.where(m, torch.full_like(rep.bound_dual, nan), rep.bound_dual)
+    return rep
+
+
+def _pdhg(
+    problem: LPProblem,
+    v0: Tensor | None,
+    t0: float,
+    max_iterations: int | None,
+    tol: float,
+    check_every: int,
+    record_at: Sequence[int],
+    primal_weight: float | None,
+    infinite_bound: float,
+    scheme: str,
+    reflection: float,
+    sparse: bool | None,
+    compact: bool,
+    artificial_restart: float,
+    threads: int | None,
+    ruiz_iterations: int,
+) -> SolverReport:
+    """:func:`solve_pdhg` on ``problem`` as given (no presolve, no lumping)."""
+    if max_iterations is None:
+        max_iterations = default_iterations(*problem.A.shape)
     A, b, lb, ub = problem.A, problem.b, problem.lb, problem.ub
     batch, n = lb.shape
     dtype, device = lb.dtype, lb.device
@@ -784,7 +870,7 @@ def solve_pdhg(
     count = torch.zeros(batch, 1, dtype=dtype, device=device)
     since = torch.zeros(batch, dtype=dtype, device=device)  # iterations since last restart
     x_last, y_last = x.detach(), y.detach()
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    done = bad.clone()  # bounds that cross: infeasible without iterating
     kkt_prev = torch.full((batch,), math.inf, dtype=dtype, device=device)
     record = {int(r) for r in record_at}
     history: dict[int, Tensor] = {}
@@ -824,6 +910,21 @@ def solve_pdhg(
             )
         return err, ok
 
+    def farkas(d: Tensor) -> Tensor:
+        """(batch,) True where the dual direction ``d (batch, p)`` proves the medium
+        infeasible: ``d^T b > max (A^T d)^T v`` over the box ``lb <= v <= ub`` with unbounded
+        sides cut at ``+-INFEASIBLE_BOX`` (scaled space; relative margin 1e-3)."""
+        with torch.no_grad():
+            r = mul_at(d)
+            big = INFEASIBLE_BOX / dc
+            hi = torch.where(fin_u, us_fin, big)
+            lo = torch.where(fin_l, ls_fin, -big)
+            sup = torch.where(r > 0, r * hi, r * lo)
+            db = (d * bs).sum(1)
+            val = db - sup.sum(1)
+            size = db.abs() + sup.abs().sum(1)
+            return (size > 0) & (val > 1e-3 * size)
+
     if scheme not in ("halpern", "average"):
         raise ValueError(f"scheme must be 'halpern' or 'average', got {scheme!r}")
     halpern = scheme == "halpern"
@@ -831,6 +932,8 @@ def solve_pdhg(
     active = torch.arange(batch, device=device)
     out_x, out_y = x, y
     out_done = torch.zeros(batch, dtype=torch.bool, device=device)
+    out_inf = torch.zeros(batch, dtype=torch.bool, device=device)
+    infeasible = bad.clone()
     x0, y0 = x, y  # Halpern anchor (the last restart point)
     xT, yT = x, y
     res_last = torch.full((batch,), math.inf, dtype=dtype, device=device)
@@ -884,13 +987,18 @@ def solve_pdhg(
                         + (y_prev - yT).norm(dim=1) ** 2 / w[:, 0]
                     )
                 use_avg = torch.zeros_like(done)
+                # diverging duals: the last step and the drift since the restart point tend
+                # to a ray (Applegate et al. 2021, infeasibility detection with PDHG)
+                cert = (farkas(yT) | farkas(yT - y_prev) | farkas(yT - y0)) & ~done
             else:
                 err_cur, ok_cur = kkt(x, y, w)
                 err_avg, ok_avg = kkt(x_avg, y_avg, w)
                 use_avg = err_avg < err_cur
                 ok = torch.where(use_avg, ok_avg, ok_cur)
                 err = torch.minimum(err_avg, err_cur)
-            ok = ok & ~done
+                cert = farkas(y - y_last) & ~done
+            ok = ok & ~done & ~cert
+            infeasible = infeasible | cert
             restart = (
                 (err <= 0.2 * res_last)
                 | ((err <= 0.8 * res_last) & (err > kkt_prev))
@@ -927,36 +1035,39 @@ def solve_pdhg(
                 y_avg = torch.where(m, y, y_avg)
                 count = torch.where(m, torch.zeros_like(count), count)
                 since = torch.where(restart, torch.zeros_like(since), since)
-            done = done | ok
+            done = done | ok | cert
             if compact and bool(done.any()):
                 idx = active[done]
                 out_x = out_x.index_copy(0, idx, xT[done])
                 out_y = out_y.index_copy(0, idx, yT[done])
                 out_done[idx] = True
+                out_inf[idx] = infeasible[done]
                 keep_rows = ~done
                 active = active[keep_rows]
                 if active.numel() == 0:
                     break
                 (x, y, xT, yT, x0, y0, x_avg, y_avg, x_last, y_last, w, count, since, res_last,
-                 kkt_prev, bs, ls, us, us_fin, fin_u, ls_fin, fin_l, bnorm, done) = (
+                 kkt_prev, bs, ls, us, us_fin, fin_u, ls_fin, fin_l, bnorm, done, infeasible) = (
                     t[keep_rows] for t in (
                         x, y, xT, yT, x0, y0, x_avg, y_avg, x_last, y_last, w, count, since,
                         res_last, kkt_prev, bs, ls, us, us_fin, fin_u, ls_fin, fin_l, bnorm,
-                        done,
+                        done, infeasible,
                     )
                 )
     if active.numel():
         out_x = out_x.index_copy(0, active, xT)
         out_y = out_y.index_copy(0, active, yT)
         out_done[active] = done
+        out_inf[active] = infeasible
     x, y, done = out_x, out_y, out_done
+    out_inf = out_inf | bad
     v = x * dc
     y_orig = y * dr  # shadow prices of the minimisation
     with torch.no_grad():
         r = -problem.c - y_orig @ A
     return _finish(
-        "PDHG-" + problem.mode, problem, v, done & ~bad, it, t0, tol,
-        dual=-y_orig.detach(), bound_dual=torch.relu(-r), history=history,
+        "PDHG-" + problem.mode, problem, v, done & ~out_inf, it, t0, tol,
+        dual=-y_orig.detach(), bound_dual=torch.relu(-r), history=history, infeasible=out_inf,
     )
 
 
@@ -1074,7 +1185,7 @@ def _solve_reduced(
         lumping, reduced, lb_inf, ub_inf = _lumped_problem(sub, settings["infinite_bound"])
         x0 = None if v0 is None else lumping.restrict(v0)
         settings["infinite_bound"] = math.inf
-        rep = solve_pdhg(reduced, v0=x0, reduce=False, lump=False, **settings)
+        rep = _pdhg(reduced, x0, t0, **settings)
         sub_v = lumping.primal
         sub_dual = torch.as_tensor(
             lumping.dual(rep.dual.detach().cpu().double().numpy(),
@@ -1083,7 +1194,7 @@ def _solve_reduced(
             dtype=rep.dual.dtype, device=dev,
         )
     else:
-        rep = solve_pdhg(sub, v0=v0, reduce=False, lump=False, **settings)
+        rep = _pdhg(sub, v0, t0, **settings)
 
         def sub_v(x: Tensor) -> Tensor:
             return x
@@ -1107,6 +1218,7 @@ def _solve_reduced(
         rep.method, problem, v, rep.converged, rep.iterations, t0, settings["tol"],
         dual=y, bound_dual=torch.relu(r),
         history={it: split(sub_v(h)) for it, h in rep.history.items()},
+        infeasible=rep.infeasible,
     )
 
 
@@ -1514,10 +1626,14 @@ def compare_solvers(
                 paper_eb_iterations)
         )
     fgrid = sorted(set(log_checkpoints(fast_iterations)) | set(range(500, fast_iterations, 500)))
-    reports["PDHG"] = fast_fba(network, X, max_iterations=fast_iterations, record_at=fgrid)
+    # the curves show the iterates as they are, converged or not
+    reports["PDHG"] = fast_fba(
+        network, X, max_iterations=fast_iterations, record_at=fgrid, nonconverged="keep"
+    )
     if parsimony:
         reports["PDHG + parsimony"] = fast_fba(
-            network, X, max_iterations=fast_iterations, record_at=fgrid, parsimony=parsimony
+            network, X, max_iterations=fast_iterations, record_at=fgrid, parsimony=parsimony,
+            nonconverged="keep",
         )
     for rep in reports.values():  # converged media stop early: carry their last snapshot on
         last = None
@@ -1554,7 +1670,9 @@ def gradient_check(
     X = np.asarray(X, dtype=float)
     cols = [network.in_ids.index(network.uptake_id(e)) for e in exchanges]
     xt = torch.tensor(X, dtype=torch.float64, requires_grad=True)
-    rep = fast_fba(network, xt, max_iterations=max_iterations, tol=1e-7)
+    with warnings.catch_warnings():  # unrolled gradients of the last iterate, converged or not
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rep = fast_fba(network, xt, max_iterations=max_iterations, tol=1e-7, nonconverged="keep")
     rep.growth.sum().backward()
     auto = xt.grad.numpy()[:, cols]
     idx = network.indices([network.in_ids[c] for c in cols])

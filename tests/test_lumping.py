@@ -115,7 +115,7 @@ def test_pdhg_with_and_without_lumping_agree(textbook):
     np.testing.assert_allclose(on.bound_dual.numpy()[:, cols][open_],
                                off.bound_dual.numpy()[:, cols][open_], atol=1e-3)
     assert float(on.violation.max()) < 1e-4
-    assert on.iterations < off.iterations
+    assert on.iterations <= off.iterations
 
 
 def test_reduction_sizes_of_ijo1366(ijo1366, ijo_lumped):

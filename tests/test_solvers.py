@@ -1,5 +1,8 @@
 """Solvers of chapter 2 against COBRApy FBA on E. coli core (textbook)."""
 
+import math
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -94,10 +97,18 @@ def test_bad_inputs(textbook):
 def test_infeasible_medium_is_reported(textbook):
     # no carbon source: ATPM's 8.39 cannot be met, COBRApy says infeasible
     assert textbook.solve(MINIMAL, method="fba").status == "infeasible"
-    rep = sv.fast_fba(textbook, [MINIMAL, MINIMAL | {"EX_glc__D_e": 10}], max_iterations=3000)
+    media = [MINIMAL, MINIMAL | {"EX_glc__D_e": 10}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a certified infeasible medium: no warning
+        rep = sv.fast_fba(textbook, media)
+    assert rep.infeasible.tolist() == [True, False]  # a dual ray proves it
     assert rep.converged.tolist() == [False, True]
-    assert torch.isfinite(rep.v).all()
-    assert rep.violation[0] > 0.01  # the mass balance cannot be met
+    assert math.isnan(float(rep.growth[0])) and bool(torch.isnan(rep.v[0]).all())
+    assert float(rep.growth[1]) == pytest.approx(textbook.solve(media[1], "fba").growth, rel=1e-2)
+    assert rep.iterations < 3000  # found long before the cap
+    kept = sv.fast_fba(textbook, media, nonconverged="keep")  # the old behaviour, on request
+    assert torch.isfinite(kept.v).all()
+    assert kept.violation[0] > 0.01  # the mass balance cannot be met
 
 
 def test_gradient_matches_finite_differences(textbook):
