@@ -3,7 +3,10 @@
 * ``amnlib reproduce NAME [--fast] [--json PATH]``, ``amnlib reproduce --list``;
 * ``amnlib generate --model textbook --spec e_coli_core --size 10000 --seed 0 --out PATH
   [--n-jobs N] [--method pfba|fba] [--ratio R] [--experimental]``: a pFBA training set
-  (:func:`amnlib.simulate.generate`) saved as ``PATH`` (.npz + .json metadata).
+  (:func:`amnlib.simulate.generate`) saved as ``PATH`` (.npz + .json metadata);
+* ``amnlib fit-reservoir --model MODEL --growth CSV --out DIR`` and ``amnlib predict --model-dir
+  DIR --media CSV [--out CSV]``: the reservoir on a user's growth table
+  (:mod:`amnlib.growth_workflow`).
 """
 
 from __future__ import annotations
@@ -118,6 +121,80 @@ def _fit_pinn(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit_reservoir(args: argparse.Namespace) -> int:
+    """``amnlib fit-reservoir``: the reservoir on a user's growth table."""
+    from amnlib.growth_workflow import ReservoirSettings, fit_growth, save_growth_model
+    from amnlib.network import MetabolicNetwork
+    from amnlib.userdata import read_growth_table
+
+    out = Path(args.out)
+    log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    try:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ValueError(f"--out {str(out)!r} exists and is not empty")
+        settings = ReservoirSettings(
+            uptake_max=args.uptake_max, pretrain_size=args.pretrain_size,
+            pretrain_epochs=args.pretrain_epochs, epochs=args.epochs, folds=args.folds,
+            repeats=args.repeats, bfgs_maxiter=args.bfgs_maxiter,
+            bfgs_cv_maxiter=args.bfgs_maxiter, ann_epochs=args.ann_epochs, trees=args.trees,
+            seed=args.seed, architecture=args.architecture,
+        )  # fmt: skip
+        settings.check()
+        net = MetabolicNetwork.load(args.model)
+        table = read_growth_table(args.growth, net, growth_column=args.growth_column,
+                                  medium_column=args.medium_column,
+                                  replicate_columns=args.replicate_columns)
+        fit = fit_growth(net, table, settings, cache=False if args.no_cache else True,
+                         n_jobs=args.n_jobs, progress=not args.quiet, log=log)
+        save_growth_model(fit, out)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        print(f"amnlib: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("amnlib: interrupted; no model directory written", file=sys.stderr)
+        return 130
+    log(f"saved model, report.json, parity.png, media.json -> {out}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """``amnlib predict``: growth of new media with a saved ``fit-reservoir`` model."""
+    from amnlib.growth_workflow import (
+        load_growth_model,
+        media_dicts,
+        predict_media,
+        read_media_table,
+    )
+
+    try:
+        gm = load_growth_model(args.model_dir, args.model)
+        media = read_media_table(args.media, gm.space, gm.network,
+                                 growth_column=args.growth_column,
+                                 medium_column=args.medium_column)
+        frame, summary = predict_media(gm, media)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        print(f"amnlib: {err}", file=sys.stderr)
+        return 2
+    if args.out:
+        path = Path(args.out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        frame.to_csv(tmp, index=False)
+        tmp.replace(path)
+        print(f"{len(frame)} predictions -> {path}")
+    else:
+        print(frame.to_csv(index=False), end="")
+    if args.media_json:
+        uptakes = gm.uptakes(media.media, index=media.medium_ids)
+        _write_json(Path(args.media_json), media_dicts(uptakes))
+    if "q2" in summary:
+        print(f"Q^2 against the measured growth: {summary['q2']:.3f}", file=sys.stderr)
+    if summary.get("off_range"):
+        print(f"amnlib: warning: {summary['off_range']} medium/media have bounds above the "
+              "training range (the reservoir extrapolates)", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="amnlib",
@@ -162,6 +239,57 @@ def build_parser() -> argparse.ArgumentParser:
     pinn.add_argument("--seed", type=int, default=0)
     pinn.add_argument("--quiet", action="store_true", help="no progress messages")
     pinn.set_defaults(func=_fit_pinn)
+    medium_rule = ("Medium rule: the table's exchange columns are set per medium (absent: 0); "
+                   "every other exchange of the model's own medium (model.medium, the base "
+                   "medium) keeps its default bound in every medium; all other exchanges are "
+                   "closed.")
+    res = sub.add_parser(
+        "fit-reservoir", help="pre-train and fit the reservoir on your growth table, compare it "
+        "with FBA and black boxes (cross-validated Q^2), save it",
+        description="Fit the reservoir (a pre-trained AMN fed by a learned uptake layer) to a "
+        "growth table: one row per medium (or per replicate, with a medium id column), medium "
+        "columns named by the model's exchange ids (0/1 presence or uptake bounds, mmol/gDW/h), "
+        "a growth column (h^-1). " + medium_rule)
+    res.add_argument("--model", required=True, help="model name or SBML/JSON path")
+    res.add_argument("--growth", required=True, metavar="CSV", help="the growth table")
+    res.add_argument("--out", required=True, metavar="DIR", help="new model directory")
+    res.add_argument("--growth-column", default=None, help="default: growth, growth_rate, mu...")
+    res.add_argument("--medium-column", default=None, help="default: medium, medium_id, condition")
+    res.add_argument("--replicate-columns", nargs="+", default=None, metavar="COL",
+                     help="columns holding replicate growth rates")
+    res.add_argument("--uptake-max", type=float, default=10.0,
+                     help="uptake bound of a present compound of a 0/1 table (mmol/gDW/h)")
+    res.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    res.add_argument("--repeats", type=int, default=1, help="repetitions of the folds (seeds)")
+    res.add_argument("--pretrain-size", type=int, default=None,
+                     help="simulated media for pre-training (default 30 per medium, >= 500)")
+    res.add_argument("--pretrain-epochs", type=int, default=40)
+    res.add_argument("--epochs", type=int, default=300, help="epochs of the uptake layer")
+    res.add_argument("--architecture", default="AMN-QP", help="reservoir AMN architecture")
+    res.add_argument("--bfgs-maxiter", type=int, default=10,
+                     help="BFGS iterations of FBA with fitted bounds (per fold)")
+    res.add_argument("--ann-epochs", type=int, default=300, help="epochs of the dense baseline")
+    res.add_argument("--trees", type=int, default=100, help="trees of XGBoost / random forest")
+    res.add_argument("--seed", type=int, default=0)
+    res.add_argument("--n-jobs", type=int, default=1, help="workers for the pFBA simulations")
+    res.add_argument("--no-cache", action="store_true", help="do not cache the pre-training")
+    res.add_argument("--quiet", action="store_true", help="no progress messages or bars")
+    res.set_defaults(func=_fit_reservoir)
+    pred = sub.add_parser(
+        "predict", help="predict growth of new media with a saved fit-reservoir model",
+        description="Predict growth (h^-1) of the media of a CSV with the same medium columns as "
+        "the training table (a growth column is optional: then Q^2 is reported). " + medium_rule)
+    pred.add_argument("--model-dir", required=True, metavar="DIR", help="from fit-reservoir")
+    pred.add_argument("--media", required=True, metavar="CSV", help="media to predict")
+    pred.add_argument("--out", default=None, metavar="CSV", help="write predictions (default: "
+                      "print them)")
+    pred.add_argument("--model", default=None, help="model to load it onto (default: the one "
+                      "saved with it; another network is refused)")
+    pred.add_argument("--media-json", default=None, metavar="PATH",
+                      help="also write the learned uptakes as COBRApy media (JSON)")
+    pred.add_argument("--growth-column", default=None)
+    pred.add_argument("--medium-column", default=None)
+    pred.set_defaults(func=_predict)
     return parser
 
 

@@ -255,12 +255,14 @@ class GrowthFit:
     uptakes: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def network_for(network: MetabolicNetwork, space: MediumSpace) -> MetabolicNetwork:
-    """``network`` with the medium columns of ``space`` (same fingerprint)."""
-    if list(network.medium_ids) == space.medium_ids:
+def network_for(network: MetabolicNetwork, space: MediumSpace,
+                biomass: str | None = None) -> MetabolicNetwork:
+    """``network`` with the medium columns of ``space`` (and the biomass reaction ``biomass``,
+    default its own); the same fingerprint."""
+    biomass = biomass or network.biomass_reaction
+    if list(network.medium_ids) == space.medium_ids and network.biomass_reaction == biomass:
         return network
-    return MetabolicNetwork(network.model, biomass=network.biomass_reaction,
-                            medium=space.medium_ids)
+    return MetabolicNetwork(network.model, biomass=biomass, medium=space.medium_ids)
 
 
 def _fba_baselines(fba, space: MediumSpace, table: GrowthTable, folds, settings,
@@ -517,10 +519,10 @@ def load_growth_model(directory: str | Path, network: MetabolicNetwork | str | P
     if network is None:
         network = directory / "model.json"
     if not isinstance(network, MetabolicNetwork):
-        network = MetabolicNetwork.load(network, biomass=manifest.get("biomass"))
+        network = MetabolicNetwork.load(network)
     check_network(manifest, network)
     space = MediumSpace.from_json(manifest["medium_space"])
-    net = network_for(network, space)
+    net = network_for(network, space, manifest.get("biomass"))
     device = device or pick_device()
     amn = load_model(directory / "amn.pt", net, device=device)
     model = ReservoirModel(amn, np.asarray(manifest["vmax"]), learn=np.asarray(manifest["learn"]),
