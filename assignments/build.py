@@ -61,8 +61,13 @@ def questions(master: Path) -> list[dict]:
         text = _source(cell)
         if cell["cell_type"] == "raw" and text.lstrip().startswith("# BEGIN QUESTION"):
             conf = dict(re.findall(r"^(\w+):\s*(.+?)\s*$", text, flags=re.M))
-            out.append({"name": conf["name"], "points": float(conf.get("points", 1)),
-                        "manual": conf.get("manual", "false").lower() == "true"})
+            out.append(
+                {
+                    "name": conf["name"],
+                    "points": float(conf.get("points", 1)),
+                    "manual": conf.get("manual", "false").lower() == "true",
+                }
+            )
     return out
 
 
@@ -107,8 +112,11 @@ def secret_lines(master: Path) -> list[str]:
 
 def check_student(student_dir: Path, master: Path) -> None:
     """``AssertionError`` if a student file holds a solution, a model answer or a hidden test."""
-    texts = {p: p.read_text(encoding="utf-8") for p in student_dir.rglob("*")
-             if p.is_file() and p.suffix in (".ipynb", ".py")}
+    texts = {
+        p: p.read_text(encoding="utf-8")
+        for p in student_dir.rglob("*")
+        if p.is_file() and p.suffix in (".ipynb", ".py")
+    }
     for path, text in texts.items():
         if path.suffix == ".py":
             assert "hidden=True" not in text, f"{path}: a hidden test was exported"
@@ -134,8 +142,9 @@ def with_chapter_install_cell(master: Path, chapter: str, dest: Path) -> Path:
     if "google.colab" not in install:
         raise ValueError(f"{chapter_nb}: the first code cell is not the Colab install cell")
     nb = json.loads(master.read_text(encoding="utf-8"))
-    marked = [c for c in nb["cells"] if c["cell_type"] == "code"
-              and _source(c).startswith(COLAB_MARK)]
+    marked = [
+        c for c in nb["cells"] if c["cell_type"] == "code" and _source(c).startswith(COLAB_MARK)
+    ]
     if len(marked) != 1:
         raise ValueError(f"{master}: expected one install placeholder cell ({COLAB_MARK!r})")
     marked[0]["source"] = install
@@ -154,7 +163,9 @@ def build_one(chapter: str, master: Path, out: Path) -> dict[str, Path]:
         source = with_chapter_install_cell(master, chapter, Path(tmp) / "master" / master.name)
         res = subprocess.run(
             [sys.executable, "-m", "otter", "assign", "--no-run-tests", str(source), "dist"],
-            capture_output=True, text=True, cwd=tmp,
+            capture_output=True,
+            text=True,
+            cwd=tmp,
         )
         if res.returncode != 0:
             raise RuntimeError(f"otter assign failed for {master}:\n{res.stdout}\n{res.stderr}")
@@ -177,8 +188,12 @@ def build_one(chapter: str, master: Path, out: Path) -> dict[str, Path]:
         for p in sorted((dest / "student").rglob("*")):
             if p.is_file():
                 zf.write(p, p.relative_to(dest / "student").as_posix())
-    return {"student": dest / "student" / f"{name}.ipynb", "handout": handout,
-            "autograder": autograder, "instructor": dest / "instructor" / f"{name}.ipynb"}
+    return {
+        "student": dest / "student" / f"{name}.ipynb",
+        "handout": handout,
+        "autograder": autograder,
+        "instructor": dest / "instructor" / f"{name}.ipynb",
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,8 +205,10 @@ def main(argv: list[str] | None = None) -> None:
         paths = build_one(chapter, master, args.out)
         qs = questions(master)
         manual = sum(q["manual"] for q in qs)
-        print(f"{chapter}: {len(qs)} questions ({manual} manual, {len(qs) - manual} autograded)"
-              f" -> {paths['student'].parent.parent}")
+        print(
+            f"{chapter}: {len(qs)} questions ({manual} manual, {len(qs) - manual} autograded)"
+            f" -> {paths['student'].parent.parent}"
+        )
 
 
 if __name__ == "__main__":

@@ -45,27 +45,36 @@ def grade_notebook(submission: Path, autograder: Path) -> dict[str, tuple[float,
     from otter.api import grade_submission
 
     results = grade_submission(str(submission), str(autograder), quiet=True)
-    return {name: (float(results.get_result(name).score), float(results.get_result(name).possible))
-            for name in results.test_files}
+    return {
+        name: (float(results.get_result(name).score), float(results.get_result(name).possible))
+        for name in results.test_files
+    }
 
 
-def rows_for(student: str, scores: dict[str, tuple[float, float]],
-             questions: list[dict]) -> list[dict]:
+def rows_for(
+    student: str, scores: dict[str, tuple[float, float]], questions: list[dict]
+) -> list[dict]:
     """CSV rows of one student, in the order of the problem set's questions."""
     names = [q["name"] for q in questions] or sorted(scores)
     manual = {q["name"]: q["points"] for q in questions if q["manual"]}
     rows = []
     for name in names:
         if name in manual:
-            rows.append({"student": student, "question": name, "points": "",
-                         "total": manual[name]})
+            rows.append({"student": student, "question": name, "points": "", "total": manual[name]})
         else:
-            points, total = scores.get(name, (0.0, next(
-                (q["points"] for q in questions if q["name"] == name), 0.0)))
+            points, total = scores.get(
+                name, (0.0, next((q["points"] for q in questions if q["name"] == name), 0.0))
+            )
             rows.append({"student": student, "question": name, "points": points, "total": total})
     auto = [r for r in rows if r["points"] != ""]
-    rows.append({"student": student, "question": "autograded total",
-                 "points": sum(r["points"] for r in auto), "total": sum(r["total"] for r in auto)})
+    rows.append(
+        {
+            "student": student,
+            "question": "autograded total",
+            "points": sum(r["points"] for r in auto),
+            "total": sum(r["total"] for r in auto),
+        }
+    )
     return rows
 
 
@@ -106,8 +115,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("autograder", type=Path, help="psNN-autograder.zip from make assignments")
     ap.add_argument("folder", type=Path, help="folder of submitted .ipynb files")
     ap.add_argument("--csv", type=Path, default=Path("grades.csv"))
-    ap.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
-                    help="notebooks graded at once (one kernel each)")
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="notebooks graded at once (one kernel each)",
+    )
     args = ap.parse_args(argv)
     rows = grade_folder(args.autograder, args.folder, args.jobs)
     write_csv(rows, args.csv)

@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"assignments_{name}",
-                                                  ROOT / "assignments" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"assignments_{name}", ROOT / "assignments" / f"{name}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -75,8 +76,9 @@ def check_problem_set(chapter: str, tmp_path: Path) -> None:
     public = sorted(p.name for p in (paths["student"].parent / "tests").glob("*.py"))
     assert public == sorted(f"{q}.py" for q in auto)
     with zipfile.ZipFile(paths["handout"]) as zf:
-        assert sorted(zf.namelist()) == sorted([paths["student"].name]
-                                               + [f"tests/{p}" for p in public])
+        assert sorted(zf.namelist()) == sorted(
+            [paths["student"].name] + [f"tests/{p}" for p in public]
+        )
     with zipfile.ZipFile(paths["autograder"]) as zf:
         for q in auto:
             text = zf.read(f"tests/{q}.py").decode()
@@ -116,12 +118,18 @@ def check_problem_set(chapter: str, tmp_path: Path) -> None:
 
 
 def test_csv_rows_shape():
-    questions = [{"name": "q1", "points": 3.0, "manual": True},
-                 {"name": "q2", "points": 4.0, "manual": False},
-                 {"name": "q3", "points": 2.0, "manual": False}]
+    questions = [
+        {"name": "q1", "points": 3.0, "manual": True},
+        {"name": "q2", "points": 4.0, "manual": False},
+        {"name": "q3", "points": 2.0, "manual": False},
+    ]
     rows = grade.rows_for("ana", {"q2": (4.0, 4.0)}, questions)  # q3 missing: 0 of 2
     assert [(r["question"], r["points"], r["total"]) for r in rows] == [
-        ("q1", "", 3.0), ("q2", 4.0, 4.0), ("q3", 0.0, 2.0), ("autograded total", 4.0, 6.0)]
+        ("q1", "", 3.0),
+        ("q2", 4.0, 4.0),
+        ("q3", 0.0, 2.0),
+        ("autograded total", 4.0, 6.0),
+    ]
 
 
 def test_every_chapter_has_a_problem_set_and_links_it():
