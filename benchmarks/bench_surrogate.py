@@ -146,8 +146,11 @@ def time_paths(amn, X: np.ndarray, batches: Sequence[int], device,
     return rows
 
 
-def train_textbook(epochs: int, size: int | None, device) -> tuple:
-    """AMN-QP (network steps) on the cached Table 1 pFBA set of E. coli core (biomass target)."""
+def train_textbook(epochs: int, size: int | None, device, preset: str = "paper") -> tuple:
+    """AMN-QP on the cached Table 1 pFBA set of E. coli core (biomass target). ``preset``: the
+    QP steps (:data:`amnlib.models.LAYER_PRESETS`); with ``"paper"`` (published steps) the
+    layer leaves the prior's growth nearly unchanged, so the growth-only path predicts what the
+    whole AMN does; ``"network"`` projects onto ``S V = 0`` and moves the growth rate too."""
     from amnlib.models import AMN
     from amnlib.training import Protocol, fit, textbook_data
 
@@ -158,21 +161,22 @@ def train_textbook(epochs: int, size: int | None, device) -> tuple:
     cols = [ts.x_ids.index(i) for i in net.in_ids]
     X = X[:, cols]
     torch.manual_seed(0)
-    amn = AMN(net, "AMN-QP", x_scale=np.maximum(X.max(axis=0), 1e-6)).to(device)
+    amn = AMN(net, "AMN-QP", x_scale=np.maximum(X.max(axis=0), 1e-6),
+              layer_preset=preset).to(device)
     t0 = time.perf_counter()
     fit(amn, net, X, Y, target="biomass", epochs=epochs, batch_size=100, lr=3e-3,
         progress=False)
     return net, amn, {"n_train": int(n), "epochs": epochs, "fit_seconds":
-                      time.perf_counter() - t0, "layer_preset": "network"}
+                      time.perf_counter() - t0, "layer_preset": preset}
 
 
-def train_genome(epochs: int, size: int, device) -> tuple:
+def train_genome(epochs: int, size: int, device, n_jobs: int = 1) -> tuple:
     """AMN-QP (published steps) on pFBA samples of iJO1366 (:func:`train_genome_amn`)."""
     from amnlib.genome import load_genome_network, train_genome_amn
 
     net, notes = load_genome_network("iML1515", "iML1515")
     res = train_genome_amn(net, "iML1515", size=size, test_size=max(50, size // 20),
-                           epochs=epochs, n_jobs=1, device=device, eval_every=epochs,
+                           epochs=epochs, n_jobs=n_jobs, device=device, eval_every=epochs,
                            layer_preset="paper")
     info = {"n_train": size, "epochs": epochs, "fit_seconds": res.seconds["fit"],
             "generate_seconds": res.seconds["generate"], "training_q2": res.q2,
@@ -232,9 +236,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the plumbing")
     ap.add_argument("--models", default="textbook,iJO1366")
     ap.add_argument("--media", type=int, default=1000, help="new media scored against FBA")
-    ap.add_argument("--textbook-epochs", type=int, default=30)
+    ap.add_argument("--textbook-epochs", type=int, default=40)
+    ap.add_argument("--textbook-preset", default="paper", choices=("paper", "network"))
     ap.add_argument("--genome-size", type=int, default=4000, help="iJO1366 training media")
-    ap.add_argument("--genome-epochs", type=int, default=40)
+    ap.add_argument("--genome-epochs", type=int, default=90)
     ap.add_argument("--pdhg-media", type=int, default=100)
     ap.add_argument("--batches", default=",".join(map(str, BATCHES)))
     ap.add_argument("--out", type=Path, default=OUT)
@@ -263,7 +268,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name in args.models.split(","):
         if name == "textbook":
             net, amn, info = train_textbook(args.textbook_epochs,
-                                            200 if args.smoke else None, device)
+                                            200 if args.smoke else None, device,
+                                            args.textbook_preset)
             run = bench_model("textbook", "e_coli_core", net, amn, info, args.media,
                               args.pdhg_media, {"max_iterations": 5000}, batches, device)
         elif name == "iJO1366":
