@@ -1,0 +1,190 @@
+"""The batched PDHG FBA solver against COBRApy on every genome-scale model that ships with
+COBRApy (iJO1366, salmonella iYS1720) and on randomly perturbed variants of them (random media,
+random reaction knock-outs, infeasible media). The seed is drawn at each run and printed (set
+AMNLIB_TEST_SEED to replay a failure)."""
+
+import os
+import random
+import warnings
+
+import cobra
+import numpy as np
+import pytest
+import torch
+
+from amnlib import solvers as sv
+from amnlib.network import MetabolicNetwork
+
+#: Relative growth error allowed for a converged medium (absolute 1e-3 h^-1 near zero growth).
+REL = 0.01
+#: Tolerance of the textbook test (the default 1e-3 let a 2.7% growth error through on a
+#: knocked-out variant, seed 1113939157; see the closing note of issue #18).
+TOL = 1e-4
+
+
+def _seed() -> int:
+    seed = int(os.environ.get("AMNLIB_TEST_SEED", random.SystemRandom().randrange(2**31)))
+    print(f"AMNLIB_TEST_SEED={seed}")
+    return seed
+
+
+@pytest.fixture(scope="module")
+def salmonella():
+    return MetabolicNetwork(cobra.io.load_model("salmonella"))
+
+
+def _perturbed(net: MetabolicNetwork, rng: np.random.Generator, size: int):
+    """``size`` variants of the model's own medium: limited uptakes (< 100) scaled by
+    U(0.3, 1.5), 0-2 extra carbon sources at U(1, 10) mmol/gDW/h, and (every other medium)
+    3 random reactions knocked out. The first is the unchanged default medium."""
+    model = net.model
+    base = dict(model.medium)
+    extra = sorted(r.id for r in model.exchanges if r.id not in base)
+    protected = {net.biomass_reaction} | {r.id for r in model.reactions if r.lower_bound > 0}
+    internal = sorted(r.id for r in model.reactions
+                      if r not in model.boundary and r.id not in protected)
+    media, knockouts = [base], [[]]
+    while len(media) < size:
+        med = {k: (v if v >= 100 else v * rng.uniform(0.3, 1.5)) for k, v in base.items()}
+        for e in rng.choice(extra, size=rng.integers(0, 3), replace=False):
+            med[str(e)] = float(rng.uniform(1, 10))
+        media.append(med)
+        ko = rng.choice(internal, size=3, replace=False) if len(media) % 2 else []
+        knockouts.append([str(r) for r in ko])
+    return media, knockouts
+
+
+def _cobrapy(net: MetabolicNetwork, media, knockouts) -> np.ndarray:
+    """The tuned COBRApy loop: one model, bounds changed in place, slim_optimize (NaN when
+    infeasible)."""
+    out = []
+    model = net.model
+    for med, ko in zip(media, knockouts, strict=True):
+        with model:
+            model.medium = med
+            for r in ko:
+                model.reactions.get_by_id(r).knock_out()
+            out.append(model.slim_optimize())
+    return np.array(out)
+
+
+def _problem(net: MetabolicNetwork, media, knockouts) -> sv.LPProblem:
+    """The batched FBA problem, each medium with its own knock-outs (split columns at 0)."""
+    prob = sv.fba_problem(net, media, reduce_rows=False)
+    for i, ko in enumerate(knockouts):
+        for r in ko:
+            for j, _sign in net._rxn_cols[r]:
+                prob.lb[i, j] = 0.0
+                prob.ub[i, j] = 0.0
+    return prob
+
+
+def _check(name: str, net: MetabolicNetwork, size: int, all_converge: bool, **kw) -> None:
+    """``size`` perturbed media (``_perturbed``) against COBRApy. Always: no medium is given
+    a wrong growth rate (converged ones within 1%, the others NaN and named by a
+    RuntimeWarning), no feasible medium is called infeasible, the default medium converges.
+    ``all_converge``: every feasible medium converges (within the budget ``kw``)."""
+    seed = _seed()
+    rng = np.random.default_rng(seed)
+    media, knockouts = _perturbed(net, rng, size)
+    ref = _cobrapy(net, media, knockouts)
+    feasible = np.isfinite(ref)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        rep = sv.solve_pdhg(_problem(net, media, knockouts), **kw)
+    caught = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    g = rep.growth.double().numpy()
+    conv = rep.converged.numpy()
+    tag = f"{name}, AMNLIB_TEST_SEED={seed}, knock-outs {knockouts}"
+    assert conv[0], f"default medium not converged ({tag})"
+    if all_converge:
+        assert conv[feasible].all(), f"not converged: {np.flatnonzero(feasible & ~conv)} ({tag})"
+    assert not rep.infeasible.numpy()[feasible].any(), tag
+    err = np.abs(g[conv] - ref[conv])
+    allowed = np.maximum(REL * np.abs(ref[conv]), 1e-3)
+    assert (err <= allowed).all(), f"growth {g[conv]} vs COBRApy {ref[conv]} ({tag})"
+    # the others: NaN, never a number, and the warning names them
+    assert np.isnan(g[~conv]).all(), tag
+    missed = np.flatnonzero(~conv & ~rep.infeasible.numpy())
+    if missed.size:
+        assert len(caught) == 1 and f"{missed.size} of {size} media" in caught[0], caught
+        assert f"media [{', '.join(map(str, missed))}]" in caught[0], caught
+    else:
+        assert not caught, caught
+    print(name, "media", size, "feasible", int(feasible.sum()), "converged", int(conv.sum()),
+          "iterations", rep.iterations,
+          "max rel error", float((err / np.maximum(np.abs(ref[conv]), 1e-3)).max()))
+
+
+def test_ijo1366_perturbed_media_match_cobrapy(ijo1366):
+    """Every feasible medium converges within the default budget."""
+    _check("iJO1366", ijo1366, 4, all_converge=True)
+
+
+def test_salmonella_perturbed_media_match_cobrapy(salmonella):
+    """The model of issue #18: before the fix 0 of 30 media converged and the default medium
+    gave growth 0.0 (COBRApy 0.488). Now the default medium converges and most perturbed media
+    do, but not all within a CI-sized budget (see the issue's closing note), so this test
+    requires only that none of them gets a wrong growth rate."""
+    _check("salmonella", salmonella, 2, all_converge=False, max_iterations=120_000)
+
+
+def test_nonconverged_media_warn_and_are_nan(ijo1366):
+    """A budget far too small: a RuntimeWarning names the media, their growth is NaN (the last
+    iterate only with nonconverged="keep"). A carbon-free medium (ATPM's 8.39 cannot be met)
+    is among them: at genome scale its dual ray is not found within a small budget."""
+    base = dict(ijo1366.model.medium)
+    media = [base, {k: v for k, v in base.items() if k != "EX_glc__D_e"}]
+    with pytest.warns(RuntimeWarning, match=r"2 of 2 media did not converge .*media \[0, 1\]"):
+        rep = sv.fast_fba(ijo1366, media, max_iterations=500)
+    assert np.isnan(rep.growth.numpy()).all()
+    with pytest.warns(RuntimeWarning, match="last iterates"):
+        kept = sv.fast_fba(ijo1366, media, max_iterations=500, nonconverged="keep")
+    assert np.isfinite(kept.growth.numpy()).all()
+    assert not kept.converged.any()
+
+
+def test_textbook_knockouts_and_infeasible_media(textbook):
+    """E. coli core with random knock-outs and random media, some infeasible (no carbon source
+    or an essential reaction knocked out): feasible ones within 1% of COBRApy, infeasible ones
+    certified infeasible (NaN growth, no warning)."""
+    seed = _seed()
+    rng = np.random.default_rng(seed)
+    base = {"EX_co2_e": 10, "EX_h_e": 10, "EX_h2o_e": 10, "EX_nh4_e": 10, "EX_o2_e": 10,
+            "EX_pi_e": 10}
+    carbons = ["EX_glc__D_e", "EX_fru_e", "EX_ac_e", "EX_succ_e", "EX_pyr_e", "EX_mal__L_e"]
+    model = textbook.model
+    internal = sorted(r.id for r in model.reactions if r not in model.boundary
+                      and r.id != textbook.biomass_reaction and r.lower_bound <= 0)
+    media, knockouts = [], []
+    for i in range(16):
+        med = dict(base, EX_o2_e=float(rng.uniform(0, 20)))
+        if i % 4:  # every fourth medium has no carbon source: infeasible
+            for e in rng.choice(carbons, size=rng.integers(1, 3), replace=False):
+                med[str(e)] = float(rng.uniform(1, 10))
+        media.append(med)
+        knockouts.append([str(r) for r in rng.choice(internal, size=rng.integers(0, 3),
+                                                     replace=False)])
+    ref = _cobrapy(textbook, media, knockouts)
+    feasible = np.isfinite(ref)
+    carbon_free = np.arange(16) % 4 == 0
+    assert not feasible[carbon_free].any()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        rep = sv.solve_pdhg(_problem(textbook, media, knockouts), tol=TOL)
+    caught = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    tag = f"AMNLIB_TEST_SEED={seed}, knock-outs {knockouts}"
+    g = rep.growth.double().numpy()
+    conv, infeasible = rep.converged.numpy(), rep.infeasible.numpy()
+    # certified infeasible media are infeasible for COBRApy too; the carbon-free ones always are
+    assert not infeasible[feasible].any(), tag
+    assert infeasible[carbon_free].all(), tag
+    assert not conv[~feasible].any(), tag
+    err = np.abs(g[conv] - ref[conv])
+    assert (err <= np.maximum(REL * ref[conv], 1e-3)).all(), (g[conv], ref[conv], tag)
+    assert np.isnan(g[~conv]).all(), tag
+    assert torch.isfinite(rep.v[torch.as_tensor(conv)]).all()
+    missed = np.flatnonzero(~conv & ~infeasible)
+    assert len(caught) == int(missed.size > 0), caught
+    print("textbook media 16 feasible", int(feasible.sum()), "converged", int(conv.sum()),
+          "certified infeasible", int(infeasible.sum()), "neither", missed.tolist())
