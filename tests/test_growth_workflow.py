@@ -225,6 +225,7 @@ def _bad_tables(tmp: Path) -> dict[str, tuple[Path, str]]:
         "negative": (good.assign(growth=np.where(good.index == 2, -0.1, good["growth"])),
                      "growth rates are >= 0"),
         "too_few": (good.head(6), "6 distinct media are too few for 5-fold"),
+        "no_growth": (good.drop(columns=["growth"]), "no growth column"),
     }
     out = {}
     for name, (df, msg) in cases.items():
