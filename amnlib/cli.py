@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--epochs", type=int, default=300, help="epochs of the uptake layer")
     res.add_argument("--architecture", default="AMN-QP", help="reservoir AMN architecture")
     res.add_argument("--bfgs-maxiter", type=int, default=10,
-                     help="BFGS iterations of FBA with fitted bounds (per fold)")
+                     help="BFGS iterations of FBA with fitted bounds (on all media and on "
+                     "each fold)")
     res.add_argument("--ann-epochs", type=int, default=300, help="epochs of the dense baseline")
     res.add_argument("--trees", type=int, default=100, help="trees of XGBoost / random forest")
     res.add_argument("--seed", type=int, default=0)
