@@ -42,8 +42,8 @@ Three solvers share that problem:
   (PDLP-style) with Pock-Chambolle diagonal preconditioning, adaptive restarts and primal-weight
   updates, after exact presolve, twin merging and lumping of linear pathways
   (:mod:`amnlib.lumping`). It reaches < 1% growth error in a few thousand iterations instead of
-  >= 4 x 10^5 on E. coli core, and solves 100 iJO1366 media in one batch faster than a COBRApy
-  loop on CPU.
+  >= 4 x 10^5 on E. coli core and solves genome-scale models (iJO1366, salmonella); on a CPU
+  it is slower than a tuned COBRApy loop (``benchmarks/results/solvers.json``).
 * :class:`QPLayer` and :class:`LPLayer` -- the variants used inside AMNs (published AMN-QP and
   AMN-LP): a few steps of gradient descent with momentum on the constraint losses, and the Yang
   dynamics with a learnable step, both starting from a trainable initial guess ``V0``; ``c = 0``
@@ -687,8 +687,8 @@ def solve_pdhg(
     medium with its own primal weight and restarts:
 
     * preconditioning: ``ruiz_iterations`` sweeps of Ruiz equilibration of ``A`` then
-      Pock-Chambolle (alpha = 1). PDLP runs 10 Ruiz sweeps; on iJO1366 (lumped) they cost
-      1.7x the iterations (35,000 vs 20,500 for 100 media), so the default is none;
+      Pock-Chambolle (alpha = 1). PDLP runs 10; the default 4 (none: neither iJO1366's nor
+      salmonella's own medium converged in 100,000 iterations; 4: 44,000 and 73,000);
     * iteration: ``x+ = proj_box(x - tau (c' - A^T y))``, ``y+ = y + sigma (b - A (2 x+ - x))``,
       ``tau = eta / w``, ``sigma = eta w``, ``eta = 0.95 / ||A||_2``;
     * every ``check_every`` iterations the KKT error (primal residual and duality gap, weighted
@@ -720,6 +720,13 @@ def solve_pdhg(
 
     The initial primal weight is PDLP's ``||c|| / ||b||`` (1 where ``b = 0``, as in UB);
     ``threads`` sets the CPU threads (default: 1 for small problems, else torch's setting).
+
+    ``max_iterations=None`` caps the iterations at :func:`default_iterations` of the reduced
+    problem. A medium whose dual iterates trace a ray proving it infeasible leaves the batch
+    with ``report.infeasible`` set. Media that neither converge nor are proven infeasible
+    raise a ``RuntimeWarning`` naming them; with ``nonconverged="nan"`` (default) every
+    failed medium (also the infeasible ones) gets NaN fluxes, growth and duals, with
+    ``"keep"`` the last iterates (what unrolled gradients and convergence curves need).
     """
     if max_iterations is not None and max_iterations < 1:
         raise ValueError(
