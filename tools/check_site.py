@@ -320,7 +320,7 @@ _WAIT_MATH_JS = """
 _PAGE_INFO_JS = r"""
 (() => {
   const main = document.querySelector('main') || document.body;
-  const clone = main.cloneNode(true);
+  const clone = document.body.cloneNode(true);  // both sidebars too (titles, contents)
   clone.querySelectorAll('pre, code, script, style, mjx-container, mjx-assistive-mml, textarea')
        .forEach(e => e.remove());
   return {
