@@ -35,6 +35,7 @@ def _build(config: Path, source: Path, out: Path, env: dict, strict: bool = True
 
 
 def _kernel_env(**extra) -> dict:
+    """This process's environment without MPLBACKEND (the kernels keep the inline backend)."""
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     return {**env, **extra}
 
@@ -64,8 +65,8 @@ def test_every_page_and_figure(built_site):
 
 
 @pytest.mark.skipif(not HAS_CHROMIUM, reason="Debian package chromium missing")
-def test_every_toc_page_renders_in_chromium(built_site, tmp_path_factory):
-    shots = tmp_path_factory.mktemp("screenshots")
+def test_every_toc_page_renders_in_chromium(built_site):
+    shots = ROOT / "_build" / "screenshots-fast"  # kept for a look after a failure (git-ignored)
     rendered, problems = check_site.check_rendering(built_site, shots)
     assert problems == []
     assert set(rendered) == set(check_site.toc_files())
