@@ -124,11 +124,18 @@ class MediumSpace:
 def medium_space(network: MetabolicNetwork, table: GrowthTable,
                  uptake_max: float = DEFAULT_UPTAKE_MAX) -> MediumSpace:
     """The :class:`MediumSpace` of ``table`` on ``network`` (medium rule in the module
-    docstring). ``ValueError`` for a bound-table column that is 0 in every medium (nothing to
-    learn its range from), a non-positive ``uptake_max`` or a base medium that is not open."""
+    docstring). ``ValueError`` for a column that is a demand or sink rather than an exchange, a
+    bound-table column that is 0 in every medium (nothing to learn its range from) or a
+    non-positive ``uptake_max``."""
     if not (math.isfinite(uptake_max) and uptake_max > 0):
         raise ValueError(f"uptake_max must be a positive number (mmol/gDW/h), got {uptake_max}")
     table_ids = list(table.exchange_ids)
+    exchanges = {r.id for r in network.model.exchanges}
+    other = [e for e in table_ids if e not in exchanges]
+    if other:
+        raise ValueError(f"medium column(s) {other} are boundary reactions of model "
+                         f"{network.name!r} but not exchanges (demand or sink reactions); a "
+                         "medium sets exchange uptakes only (COBRApy model.medium)")
     base = {network.exchange_id(e): float(b) for e, b in network.model.medium.items()
             if network.exchange_id(e) not in table_ids and b > 0}
     presence = table.is_presence

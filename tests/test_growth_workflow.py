@@ -396,3 +396,27 @@ def test_bound_table_through_the_api(textbook, tmp_path, one_thread, monkeypatch
     assert summary["off_range"] == 1 and "q2" not in summary
     assert frame["predicted_growth"].iloc[0] == pytest.approx(
         reservoir_predict(fit.model, fit.space.design(np.array([[3.0, 2.0]])))[0])
+
+
+def test_medium_space_refuses_demands_and_empty_bound_columns(textbook, tmp_path):
+    """Checked before any computation: a demand reaction is no medium column; a bound column
+    that is 0 everywhere has no range to learn."""
+    import cobra.io
+
+    from amnlib.growth_workflow import medium_space
+    from amnlib.network import MetabolicNetwork
+    from amnlib.userdata import read_growth_table
+
+    model = cobra.io.load_model("textbook")
+    model.add_boundary(model.metabolites.get_by_id("akg_c"), type="demand")
+    net = MetabolicNetwork(model)
+    df = pd.DataFrame({"EX_glc__D_e": [1, 0, 1], "DM_akg_c": [0, 1, 1], "growth": [0.5, 0.1, 0.6]})
+    df.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(ValueError, match=r"\['DM_akg_c'\] are boundary reactions .* not exchanges"):
+        medium_space(net, read_growth_table(tmp_path / "t.csv", net))
+    df = pd.DataFrame({"EX_glc__D_e": [5.0, 2.0], "EX_succ_e": [0.0, 0.0], "growth": [0.5, 0.2]})
+    df.to_csv(tmp_path / "b.csv", index=False)
+    with pytest.raises(ValueError, match=r"\['EX_succ_e'\] are 0 in every medium"):
+        medium_space(textbook, read_growth_table(tmp_path / "b.csv", textbook))
+    with pytest.raises(ValueError, match="uptake_max must be a positive"):
+        medium_space(textbook, read_growth_table(tmp_path / "b.csv", textbook), uptake_max=0)
