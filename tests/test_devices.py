@@ -282,8 +282,7 @@ def test_training_epoch_and_evaluate(textbook, media):
 PDHG_STEPS = 130  # two restart checks (check_every 64), well short of convergence
 
 
-@pytest.mark.parametrize("options", [{}, {"lump": False}, {"reduce": False}],
-                         ids=["lumped", "presolved", "raw"])
+@pytest.mark.parametrize("options", [{}, {"lump": False}], ids=["lumped", "presolved"])
 def test_pdhg(textbook, media, options):
     kw = dict(max_iterations=PDHG_STEPS, nonconverged="keep", **options)
     ref = solvers.fast_fba(textbook, media, **kw)
@@ -300,8 +299,13 @@ def test_pdhg_media_leave_the_batch(textbook, media):
     """Converged media leave the batch (``compact``): with a loose tolerance some converge at
     the first checks and the others go on; a full solve at the default tolerance takes ~2,000
     iterations, too long through the stand-in's Python dispatch for CI."""
-    for tol in (0.05, 0.1, 0.03, 0.3, 0.01, 1.0):  # some media converge, not all
-        kw = dict(max_iterations=200, tol=tol, nonconverged="keep")
+    # a budget and tolerance where some media converge, not all (searched on the CPU, so that
+    # the test follows changes of the solver's defaults); the last medium has no uptake at all:
+    # infeasible (ATPM needs 8.39), it never converges
+    media = torch.cat([media[:5], torch.zeros_like(media[:1])])
+    settings = [(it, tol) for it in (130, 200, 300) for tol in (1.0, 0.3, 0.1, 0.03)]
+    for it, tol in settings:
+        kw = dict(max_iterations=it, tol=tol, nonconverged="keep")
         ref = solvers.fast_fba(textbook, media, **kw)
         if 0 < int(ref.converged.sum()) < len(media):
             break
@@ -315,7 +319,7 @@ def test_pdhg_media_leave_the_batch(textbook, media):
 def test_pdhg_gradient_wrt_bounds(textbook, media):
     with on_device() as dev:
         x = media[:2].to(dev).requires_grad_()
-        rep = solvers.fast_fba(textbook, x, max_iterations=70, nonconverged="keep")
+        rep = solvers.fast_fba(textbook, x, max_iterations=40, nonconverged="keep")
         rep.growth.sum().backward()
         assert_on(x.grad, dev)
         assert bool(torch.isfinite(host(x.grad)).all())
@@ -324,7 +328,7 @@ def test_pdhg_gradient_wrt_bounds(textbook, media):
 @pytest.mark.parametrize("mode", ["UB", "EB"])
 def test_rnn_solvers(textbook, media, mode):
     solve = solvers.rnn_ub if mode == "UB" else solvers.rnn_eb
-    kw = dict(iterations=60, decay_every=25, record_at=(10,))
+    kw = dict(iterations=40, decay_every=15, record_at=(10,))
     ref = solve(textbook, media, **kw)
     with on_device() as dev:
         rep = solve(textbook, media.to(dev), **kw)
@@ -372,15 +376,15 @@ def test_crnn_training():
     from amnlib.crnn import CRNN, case1_mechanism, evaluate, generate_data, train
 
     mech = case1_mechanism()
-    data = generate_data(mech, n_experiments=3, n_times=12, seed=0)
-    kw = dict(epochs=2, max_steps=50)
+    data = generate_data(mech, n_experiments=3, n_times=8, seed=0)
+    kw = dict(epochs=2, method="rk4")  # fixed steps; evaluate below runs the adaptive dopri5
     ref_model = CRNN(mech.species, 4, seed=0)
     ref = train(ref_model, data, **kw)
     with on_device() as dev:
         model = CRNN(mech.species, 4, seed=0, device=dev)
         res = train(model, data, **kw)
         assert_on(model.w_out, dev)
-        loss, pred = evaluate(model, data)
+        loss, pred = evaluate(model, data, max_steps=50)
         integral = train(CRNN(mech.species, 4, seed=0, device=dev), data, epochs=2,
                          objective="integral")
     assert res.history["train"] == pytest.approx(ref.history["train"], rel=1e-4)
@@ -399,17 +403,17 @@ def test_reservoir_training(textbook):
     y = rng.uniform(0.1, 0.8, 12)
     pre = rc.Pretrained(amn=amn, network=textbook, vmax=np.full(n_in, 10.0), q2=1.0,
                         n_samples=0, seconds={}, architecture="AMN-QP")
-    ref = rc.reservoir_predict(rc.fit_reservoir(pre, C, y, epochs=3, exact_epochs=1), C)
+    ref = rc.reservoir_predict(rc.fit_reservoir(pre, C, y, epochs=2, exact_epochs=1), C)
     with on_device() as dev:
         pre.amn = amn.to(dev)
-        model = rc.fit_reservoir(pre, C, y, epochs=3, exact_epochs=1)
+        model = rc.fit_reservoir(pre, C, y, epochs=2, exact_epochs=1)
         assert_on(model.weight, dev)
         pred = rc.reservoir_predict(model, C)
         folds = torch.ones(2, 12, dtype=torch.float32, device=dev)
         multi = rc.ReservoirModel(amn, pre.vmax, n_models=2).to(dev)
         Ct = torch.as_tensor(C, dtype=torch.float32, device=dev).expand(2, 12, -1)
         rc._train_reservoir(multi, Ct, torch.as_tensor(y, dtype=torch.float32, device=dev),
-                            folds, epochs=2, lr=0.03, exact_epochs=1)
+                            folds, epochs=1, lr=0.03, exact_epochs=1)
         growth, _ = multi(Ct)
         assert_on(growth, dev)
         correction = rc.mechanistic_correction(amn, C * 5.0)
