@@ -384,10 +384,11 @@ def fit_growth(
         + (" (from cache)" if pre.from_cache else ""))
     train = dict(epochs=settings.epochs, lr=settings.lr, exact_epochs=settings.exact_epochs)
     res = evaluate_reservoir(pre, data, folds, fba, learn=settings.learn, seed=settings.seed,
-                             **train)
+                             progress=progress, **train)
     lap("reservoir_cv")
     log(f"reservoir cross-validated: Q^2 {res['q2']:.3f}")
-    model = fit_reservoir(pre, C, y, seed=settings.seed, learn=settings.learn, **train)
+    model = fit_reservoir(pre, C, y, seed=settings.seed, learn=settings.learn,
+                          progress=progress, **train)
     lap("reservoir_fit")
     uptakes = learned_uptakes(model, C, space.in_ids, index=table.medium_ids)
     g_fit = _predict(model, C)

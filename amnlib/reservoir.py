@@ -1001,11 +1001,13 @@ def _train_reservoir(
     epochs: int,
     lr: float,
     exact_epochs: int,
+    progress: bool = False,
 ) -> None:
     """Full-batch Adam (cosine schedule) of the uptake layer(s) on the masked MSE: the summed
     per-model mean squared error of growth ``model(C)`` (n_models, n) against ``y`` (n,) over
     the rows where ``mask`` (n_models, n) is 1. The last ``exact_epochs`` epochs run through the
-    whole AMN, the others through its prior only (when it has a mechanistic layer)."""
+    whole AMN, the others through its prior only (when it has a mechanistic layer).
+    ``progress``: a tqdm bar over the epochs."""
     params = [q for q in model.parameters() if q.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1), eta_min=lr / 20)
@@ -1014,7 +1016,12 @@ def _train_reservoir(
     if n_fast and model.mechanistic and model.shortcut_gap(C) > SHORTCUT_TOL:
         n_fast = 0  # the layer changes growth: every epoch through the whole AMN
     model.prior_epochs = n_fast
-    for epoch in range(int(epochs)):
+    epochs_it: Any = range(int(epochs))
+    if progress:
+        from tqdm.auto import tqdm
+
+        epochs_it = tqdm(epochs_it, desc="uptake layer", leave=False)
+    for epoch in epochs_it:
         model.through = "prior" if epoch < n_fast else "amn"
         g, _ = model(C)
         g = g.reshape(mask.shape)
@@ -1037,6 +1044,7 @@ def fit_reservoir(
     seed: int = 0,
     learn: str = "all",
     exact_epochs: int = 20,
+    progress: bool = False,
 ) -> ReservoirModel:
     """Train the uptake layer of a new :class:`ReservoirModel` on measured growth ``y``
     (batch,) (h^-1) of media ``C`` (batch, n_in), the AMN frozen (full-batch Adam on the MSE;
@@ -1048,7 +1056,7 @@ def fit_reservoir(
     Ct = torch.as_tensor(np.asarray(C), dtype=p.dtype, device=p.device)
     yt = torch.as_tensor(np.asarray(y), dtype=p.dtype, device=p.device)
     _train_reservoir(model, Ct, yt, torch.ones(1, len(yt), dtype=p.dtype, device=p.device),
-                     epochs, lr, exact_epochs)  # fmt: skip
+                     epochs, lr, exact_epochs, progress)  # fmt: skip
     return model
 
 
@@ -1067,6 +1075,7 @@ def cross_val_reservoir(
     seed: int = 0,
     learn: str = "all",
     exact_epochs: int = 20,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, ReservoirModel]:
     """Reservoir cross-validation with every fold trained at once: one uptake layer per fold
     (:class:`ReservoirModel` with ``n_models = len(folds)``), each fitted on its training rows
@@ -1092,7 +1101,7 @@ def cross_val_reservoir(
     Ct = torch.as_tensor(np.asarray(C), dtype=p.dtype, device=p.device).expand(F, n, -1)
     yt = torch.as_tensor(np.asarray(y), dtype=p.dtype, device=p.device)
     mt = torch.as_tensor(mask, dtype=p.dtype, device=p.device)
-    _train_reservoir(model, Ct, yt, mt, epochs, lr, exact_epochs)
+    _train_reservoir(model, Ct, yt, mt, epochs, lr, exact_epochs, progress)
     with torch.no_grad():
         g = model(Ct)[0].cpu().double().numpy()
     seeds = sorted({f.seed for f in folds})
