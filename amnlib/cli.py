@@ -6,7 +6,9 @@
   (:func:`amnlib.simulate.generate`) saved as ``PATH`` (.npz + .json metadata);
 * ``amnlib fit-reservoir --model MODEL --growth CSV --out DIR`` and ``amnlib predict --model-dir
   DIR --media CSV [--out CSV]``: the reservoir on a user's growth table
-  (:mod:`amnlib.growth_workflow`).
+  (:mod:`amnlib.growth_workflow`);
+* ``amnlib discover-mechanism --data CSV [--reactions N] [--out DIR]``: a CRNN mechanism from
+  a user's concentration time series (:mod:`amnlib.discovery`).
 """
 
 from __future__ import annotations
@@ -195,6 +197,35 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _discover_mechanism(args: argparse.Namespace) -> int:
+    """``amnlib discover-mechanism``: a CRNN mechanism from a user's time-series CSV."""
+    from amnlib.discovery import discover, save_discovery
+    from amnlib.userdata import read_time_series
+
+    out = Path(args.out)
+    log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    try:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ValueError(f"--out {str(out)!r} exists and is not empty")
+        if args.reactions is not None and args.reactions < 1:
+            raise ValueError(f"--reactions must be >= 1, got {args.reactions}")
+        data = read_time_series(args.data)
+        log(f"{Path(args.data).name}: {data.y.shape[0]} experiments x {data.y.shape[1]} times, "
+            f"species {', '.join(data.species)}")
+        disc = discover(data, args.reactions, seed=args.seed, log=log)
+        save_discovery(disc, out, source=str(args.data))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"amnlib: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("amnlib: interrupted; nothing written", file=sys.stderr)
+        return 130
+    log(disc.mechanism.format())
+    log(f"held-out scaled MSE {disc.val_error:.4g}; mechanism.txt, report.json, "
+        f"trajectories.png -> {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="amnlib",
@@ -291,6 +322,21 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--growth-column", default=None)
     pred.add_argument("--medium-column", default=None)
     pred.set_defaults(func=_predict)
+    disc = sub.add_parser(
+        "discover-mechanism", help="discover a mass-action mechanism (CRNN) from your "
+        "concentration time series",
+        description="Read a time-series CSV (long: experiment, time, species, value; or wide: "
+        "experiment, time, one column per species; time in s, concentrations in a.u.), fit a "
+        "CRNN, write mechanism.txt, report.json and trajectories.png into DIR. Without "
+        "--reactions the number of reactions is chosen by held-out error.")
+    disc.add_argument("--data", required=True, metavar="CSV", help="time series")
+    disc.add_argument("--reactions", type=int, default=None, metavar="N",
+                      help="number of candidate reactions (default: chosen by held-out error)")
+    disc.add_argument("--out", default="mechanism", metavar="DIR",
+                      help="new output folder (default: ./mechanism)")
+    disc.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
+    disc.add_argument("--quiet", action="store_true", help="no progress messages")
+    disc.set_defaults(func=_discover_mechanism)
     return parser
 
 

@@ -825,6 +825,7 @@ class Recovery:
     train: KineticsData
     val: KineticsData
     n_pruned: int
+    simplify_steps: list[str] = field(default_factory=list)
 
 
 def case1_settings(fast: bool) -> dict[str, object]:
@@ -852,6 +853,7 @@ def recover(
     threshold: float = 0.01,
     tied_orders: bool = True,
     method: str = "dopri5",
+    simplify: bool = True,
     seed: int = 0,
     device=None,
 ) -> Recovery:
@@ -860,16 +862,20 @@ def recover(
     ``dopri5``, ``epochs`` evaluations), pruning ``|w| < threshold``, re-training
     (``retrain_epochs``), and the comparison with the truth. ``method``: the solver of the
     trajectory stages (``"rk4"``: fixed steps on the measurement grid, cheaper and immune to
-    stiff candidates)."""
+    stiff candidates). ``simplify``: finish with :func:`amnlib.discovery.simplify` (integer
+    snap, pruning and reaction elimination, each kept only when the validation experiments'
+    error stays within one paired standard error of the best; k re-fitted with dopri5), so no
+    small coefficient that the data do not need survives the fixed threshold (tied orders
+    only)."""
     with single_thread():
         return _recover(truth, n_reactions, n_experiments, n_train, n_times, noise, n_starts,
                         warm_iterations, epochs, retrain_epochs, threshold, tied_orders, method,
-                        seed, device)
+                        simplify, seed, device)
 
 
 def _recover(truth, n_reactions, n_experiments, n_train, n_times, noise, n_starts,
-             warm_iterations, epochs, retrain_epochs, threshold, tied_orders, method, seed,
-             device) -> Recovery:
+             warm_iterations, epochs, retrain_epochs, threshold, tied_orders, method, simplify,
+             seed, device) -> Recovery:
     truth = case1_mechanism() if truth is None else truth
     n_reactions = truth.n_reactions if n_reactions is None else n_reactions
     data = generate_data(truth, n_experiments=n_experiments, n_times=n_times, noise=noise,
@@ -889,9 +895,27 @@ def _recover(truth, n_reactions, n_experiments, n_train, n_times, noise, n_start
         res = train(model, tr, epochs=max(retrain_epochs // 2, 1), optimizer="lbfgs",
                     method=method, val=va, val_every=5, history=res)
     removed += again
+    steps: list[str] = []
+    if simplify and tied_orders:
+        from amnlib.discovery import simplify as _simplify
+
+        start = time.perf_counter()
+        model, _ = _simplify(model, tr, val=va, epochs=max(retrain_epochs // 2, 1),
+                             k_epochs=25, method=method, device=device, steps=steps)
+        warm_seconds += time.perf_counter() - start
     learned = model.mechanism()
     return Recovery(model, learned, compare(learned, truth), res.history,
-                    res.seconds + warm_seconds, tr, va, removed)
+                    res.seconds + warm_seconds, tr, va, removed, steps)
+
+
+def discover(data: KineticsData, n_reactions: int | None = None, **kwargs):
+    """Discover a mechanism from any concentration time series: the chapter's pipeline with a
+    rate-law warm start, BIC-judged integer snap / pruning / reaction elimination and, when
+    ``n_reactions`` is None, the count chosen by held-out error. See
+    :func:`amnlib.discovery.discover` (keywords) and :class:`amnlib.discovery.Discovery`."""
+    from amnlib.discovery import discover as _discover
+
+    return _discover(data, n_reactions, **kwargs)
 
 
 def notebook_settings(fast: bool) -> dict[str, object]:
@@ -1093,7 +1117,7 @@ def _run(fast: bool, device) -> Report:
 
 __all__ = [
     "CLAMP_MIN", "CRNN", "KineticsData", "Mechanism", "Recovery", "TrainResult",
-    "case1_mechanism", "compare", "crnn_loss", "evaluate", "generate_data",
+    "case1_mechanism", "compare", "crnn_loss", "discover", "evaluate", "generate_data",
     "higher_order_study", "stiffness_sweep",
     "integral_prediction", "notebook_settings", "single_thread", "order_penalty",
     "plot_trajectories",
