@@ -158,8 +158,8 @@ class Mechanism:
         return {
             "species": self.species,
             "equations": self.equations(),
-            "stoichiometry": np.round(self.stoich, 6).tolist(),
-            "orders": np.round(self.orders, 6).tolist(),
+            "stoichiometry": (np.round(self.stoich, 6) + 0.0).tolist(),
+            "orders": (np.round(self.orders, 6) + 0.0).tolist(),
             "k": [float(f"{k:.6g}") for k in self.k],
         }
 
@@ -324,6 +324,28 @@ class KineticsData:
         """The experiments ``idx`` only."""
         idx = np.asarray(idx)
         return KineticsData(self.t, self.x0[idx], self.y[idx], self.y_true[idx], self.species)
+
+    def to_frame(self, layout: str = "long"):
+        """The measurements ``y`` as a pandas DataFrame in the CSV layouts that
+        :func:`amnlib.userdata.read_time_series` reads: ``"long"`` (columns experiment, time,
+        species, value) or ``"wide"`` (experiment, time, one column per species); experiments
+        are named ``e1, e2, ...`` (zero-padded, so sorting keeps their order), times in s."""
+        import pandas as pd
+
+        n, t, s = self.y.shape
+        width = len(str(n))
+        exp = np.repeat([f"e{i + 1:0{width}d}" for i in range(n)], t)
+        time_ = np.tile(self.t, n)
+        wide = pd.DataFrame(self.y.reshape(n * t, s), columns=self.species)
+        wide.insert(0, "time", time_)
+        wide.insert(0, "experiment", exp)
+        if layout == "wide":
+            return wide
+        if layout != "long":
+            raise ValueError(f"unknown layout {layout!r}; use 'long' or 'wide'")
+        return wide.melt(id_vars=["experiment", "time"], var_name="species",
+                         value_name="value").sort_values(["experiment", "time"], kind="stable",
+                                                         ignore_index=True)
 
     def tensors(self, device=None, dtype=torch.float64) -> tuple[torch.Tensor, ...]:
         """``(t, x0, y)`` as torch tensors on ``device``."""

@@ -46,8 +46,9 @@ of that mean, ``mean(d) <= std(d, ddof=1) / sqrt(n_val)`` (the one-standard-erro
 to paired held-out differences), or by at most 1 % of the best mean error (a floor for
 differences at the level of solver and optimiser tolerances: a reaction with k ~ 1e-6 shifts
 every held-out error by the same negligible amount, zero spread yet no evidence). The search
-stops at the first count that does not lower the best mean held-out error (an extra candidate
-that the simplification removes gives exactly the previous mechanism), or at ``max_reactions``;
+stops at the first count that does not lower the best mean held-out error by more than that
+1 % (an extra candidate that the simplification removes gives the previous mechanism), or at
+``max_reactions``;
 the smallest count within the noise of the best is chosen.
 
 Known limits: every species must be measured; reactions are elementary with tied orders (a
@@ -260,7 +261,9 @@ def split_reaction(row: np.ndarray, max_coefficient: int = 2
     (rounded) reactants: ``row``'s product part ``q`` ``~ w p1 + (1 - w) p2`` with integer
     ``p1, p2`` in ``0 .. max_coefficient`` on the species ``q`` mentions. Two parallel
     reactions with the same reactants (``C -> A + B`` and ``C -> D``) give exactly the data of
-    this one lumped reaction, so only this decomposition recovers them. Returns ``(row1, row2,
+    this one lumped reaction, so only this decomposition recovers them. When several pairs fit
+    (``C -> 0`` with ``C -> A + B + 2 D`` mixes to the same products), the one with the fewest
+    product molecules among those within 0.05 of the best residual is taken. Returns ``(row1, row2,
     w, residual)`` (``residual``: ``|w p1 + (1 - w) p2 - q|_2``)."""
     reactants = np.where(np.round(row) < 0, np.round(row), 0.0)
     q = np.where(reactants < 0, 0.0, np.clip(row, 0.0, None))
@@ -275,7 +278,12 @@ def split_reaction(row: np.ndarray, max_coefficient: int = 2
     fit = w[..., None] * grid[:, None, :] + (1 - w[..., None]) * grid[None, :, :]
     res = np.sqrt(((fit - qs) ** 2).sum(-1))
     res[nn == 0] = np.inf
-    i, j = np.unravel_index(np.argmin(res), res.shape)
+    # several pairs can mix to the same q: among those within 0.05 of the best residual take
+    # the fewest product molecules (parsimony), then the smallest residual
+    size = grid.sum(-1)[:, None] + grid.sum(-1)[None, :]
+    near = res <= res.min() + 0.05
+    key = np.where(near, size * 1e3 + res, np.inf)
+    i, j = np.unravel_index(np.argmin(key), key.shape)
     rows = []
     for vec in (grid[i], grid[j]):
         r = reactants.copy()
@@ -746,7 +754,8 @@ def discover(
             best = None
             for r in range(1, max_reactions + 1):
                 fit = run_count(r)
-                if best is not None and not fit.val_error < fits[best].val_error:
+                if best is not None and not (fit.val_error < (1 - RELATIVE_FLOOR)
+                                             * fits[best].val_error):
                     break
                 best = r
             chosen = min(r for r in fits if within_noise(fits[r].val_errors,

@@ -153,3 +153,19 @@ def test_training_recovers_a_first_order_reaction():
     assert cmp["max_stoich_error"] < 0.05
     assert cmp["max_rel_k_error"] < 0.05
     assert cmp["n_spurious"] == 0
+
+
+def test_time_series_frames_round_trip(tmp_path):
+    from amnlib.userdata import read_time_series
+
+    data = crnn.generate_data(crnn.case1_mechanism(), n_experiments=11, n_times=6, seed=3)
+    for layout in ("long", "wide"):
+        path = tmp_path / f"{layout}.csv"
+        data.to_frame(layout).to_csv(path, index=False)
+        back = read_time_series(path)
+        assert back.species == data.species
+        np.testing.assert_allclose(back.y, data.y, rtol=1e-12)  # experiment order kept
+        np.testing.assert_allclose(back.t, data.t)
+    assert data.to_frame("long").shape == (11 * 6 * 5, 4)
+    with pytest.raises(ValueError, match="unknown layout"):
+        data.to_frame("tall")

@@ -171,12 +171,7 @@ def test_bad_input_is_refused_before_fitting():
 
 
 def _write_long_csv(path, data: crnn.KineticsData) -> None:
-    rows = ["experiment,time,species,value"]
-    for n in range(data.y.shape[0]):
-        for j, t in enumerate(data.t):
-            for s, name in enumerate(data.species):
-                rows.append(f"e{n},{t:.6g},{name},{data.y[n, j, s]:.8g}")
-    path.write_text("\n".join(rows) + "\n")
+    data.to_frame("long").to_csv(path, index=False)
 
 
 def test_cli_discover_mechanism(tmp_path, capsys):
