@@ -142,12 +142,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="data seeds (matrix)")
     parser.add_argument("--out", default=None, help="recovery record path (default "
                         "results/crnn.json)")
+    parser.add_argument("--matrix-out", default=None, help="matrix record path (default "
+                        "results/crnn_discover.json)")
     args = parser.parse_args()
     both = not (args.recover or args.matrix)
     if args.recover or both:
         _write(recover_record(args.fast), Path(args.out or RESULTS / "crnn.json"))
     if args.matrix or both:
-        _write(matrix_record(args.seeds), RESULTS / "crnn_discover.json")
+        _write(matrix_record(args.seeds),
+               Path(args.matrix_out or RESULTS / "crnn_discover.json"))
 
 
 if __name__ == "__main__":
