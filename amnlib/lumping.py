@@ -8,7 +8,11 @@ First-order solvers pay for every such link (information moves one row per itera
 
 * **doubleton row** ``a_ij v_j + a_ik v_k = 0``: ``v_k = r v_j`` with ``r = -a_ij / a_ik``;
   column ``j`` takes ``r`` times column ``k`` (and its objective), its bounds become the
-  intersection of both, the row and column ``k`` go;
+  intersection of both, the row and column ``k`` go. ``j`` is the column with the smaller
+  coefficient (the larger flux), so ``|r| <= 1`` and lumped entries never grow: keeping the
+  objective's column instead (the first version) made entries of up to 2.7e5 on salmonella
+  (a siroheme step standing for a biomass reaction 4,484 times larger), and PDHG (ours, and
+  HiGHS's PDLP: 1.3 million iterations instead of 158,000) no longer converged;
 * **singleton row** ``a_ik v_k = 0``: ``v_k = 0`` (kept only where ``0`` lies inside ``v_k``'s
   bounds in every medium, so an infeasible medium stays infeasible);
 * **free column singleton**: a column without objective, unbounded both ways in every medium,
@@ -242,7 +246,7 @@ def lump(
         if len(nz) == 2:
             j, k = nz
             if abs(cols_of[i][j]) > abs(cols_of[i][k]):
-                j, k = k, j  # keep the larger flux: |r| <= 1 (see PIVOT below)
+                j, k = k, j  # keep the larger flux: |r| <= 1 (module docstring)
             r = -cols_of[i][j] / cols_of[i][k]  # v_k = r v_j
             record(i, k)
             zero_ok[j] &= zero_ok[k]
