@@ -188,3 +188,26 @@ def test_textbook_knockouts_and_infeasible_media(textbook):
     assert len(caught) == int(missed.size > 0), caught
     print("textbook media 16 feasible", int(feasible.sum()), "converged", int(conv.sum()),
           "certified infeasible", int(infeasible.sum()), "neither", missed.tolist())
+
+
+def test_salmonella_lumping_is_exact_and_well_scaled(salmonella):
+    """The cause of issue #18: lumping kept the objective's column and made entries of up to
+    2.7e5 (coefficients of the model: 1e-7 to 100). Now every member is at most the kept flux
+    (|ratio| <= 1), entries stay within 10x of the model's, and the reduced LP has COBRApy's
+    optimum (HiGHS via scipy)."""
+    from scipy.optimize import linprog
+    from scipy.sparse import csr_matrix
+
+    prob = sv.fba_problem(salmonella, [dict(salmonella.model.medium)], reduce_rows=False,
+                          dtype=torch.float64)
+    cols, rows = sv.presolve(prob)
+    sub = sv._merge_twins(prob, cols, rows)[0]
+    lumping, red, _, _ = sv._lumped_problem(sub, 1000.0)
+    assert np.abs(lumping.member_ratio).max() <= 1.0
+    assert np.abs(red.A.numpy()).max() <= 10 * np.abs(sub.A.numpy()).max()
+    lb, ub = red.lb[0].numpy(), red.ub[0].numpy()
+    res = linprog(-red.c.numpy(), A_eq=csr_matrix(red.A.numpy()), b_eq=red.b[0].numpy(),
+                  bounds=np.c_[np.where(np.isinf(lb), None, lb), np.where(np.isinf(ub), None, ub)],
+                  method="highs")
+    assert res.status == 0
+    assert -res.fun == pytest.approx(salmonella.model.slim_optimize(), rel=1e-7)
