@@ -1583,7 +1583,13 @@ class Comparison:
                 if all(errs[j] <= 0.01 for j in its[i:]):
                     need = it
                     break
+            r2_curve = self.flux_r2[label]
+            to_r2 = {}
+            for thr in (0.90, 0.95):
+                hits = [it for it in sorted(r2_curve) if r2_curve[it] >= thr]
+                to_r2[f"iterations_to_flux_r2_{thr:.2f}"] = hits[0] if hits else None
             out[label] = {
+                **to_r2,
                 "growth_r2": r2_score(self.growth_ref, g),
                 "max_rel_growth_error": float(
                     np.max(np.abs(g - self.growth_ref) / np.abs(self.growth_ref))
@@ -1773,12 +1779,16 @@ def run(fast: bool = False) -> Any:
             np.abs(grad["envelope"] - grad["finite_difference"]).max()),
         "max_abs_fd": float(np.abs(grad["finite_difference"]).max()),
     }
+    # The preprint's >= 4e5 iterations are for the "satisfactory" flux R^2 of Fig. 2D (its
+    # value is not printed), not for growth within 1%: set beside our iterations to flux R^2 0.90.
     paper = {
-        "RNN-EB": {"iterations_to_1pct": PAPER_ITERATIONS, "iterations": 10_000_000},
-        "RNN-UB": {"iterations_to_1pct": PAPER_ITERATIONS, "iterations": 10_000_000},
+        "RNN-EB": {"iterations_to_flux_r2_0.90": PAPER_ITERATIONS, "iterations": 10_000_000},
+        "RNN-UB": {"iterations_to_flux_r2_0.90": PAPER_ITERATIONS, "iterations": 10_000_000},
     }
     notes = [
-        "paper: Fig. 2D needs >= 4e5 iterations; Fig. 2C/2D ran 1e7 iterations on 50 media",
+        "paper: Fig. 2D needs >= 4e5 iterations for a satisfactory flux R^2 (the R^2 value is "
+        "not printed; compared here with our iterations to flux R^2 0.90 and 0.95, not with "
+        "growth within 1%); Fig. 2C/2D ran 1e7 iterations on 50 media",
         f"RNN iterations run here: {iters}; RNN-EB uses dt = 5e-2 (Yang dynamics), the "
         "'dt 3e-4' row uses the preprint's EB step",
         "flux R^2 is against pFBA: FBA optima are not unique, 'PDHG + parsimony' adds "

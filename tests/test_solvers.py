@@ -215,3 +215,24 @@ def test_exact_bounds_open_the_uptakes_they_fix(textbook):
                       dtype=torch.float64)
     assert rep.all_converged
     np.testing.assert_allclose(rep.growth.numpy(), [r.growth for r in res], rtol=1e-4)
+
+
+def test_comparison_reports_iterations_to_flux_r2(textbook):
+    """The paper's 4e5 iterations are for Fig. 2D's flux R^2, so the comparison reports the
+    first snapshot whose flux R^2 reaches 0.90 / 0.95, read off the recorded curve."""
+    from amnlib.solvers import _textbook_set, compare_solvers, uptake_matrix
+
+    ts = _textbook_set(4)
+    X = uptake_matrix(textbook, ts.X, ts.x_ids)
+    comp = compare_solvers(textbook, X, ts.Y, rnn_iterations=2_000, fast_iterations=2_000)
+    metrics = comp.metrics()
+    for label, row in metrics.items():
+        curve = comp.flux_r2[label]
+        for thr in (0.90, 0.95):
+            it = row[f"iterations_to_flux_r2_{thr:.2f}"]
+            if it is None:
+                assert max(curve.values()) < thr
+            else:
+                assert curve[it] >= thr
+                assert all(curve[j] < thr for j in curve if j < it)
+    assert metrics["PDHG"]["iterations_to_flux_r2_0.90"] is not None
