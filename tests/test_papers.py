@@ -25,6 +25,7 @@ SEED_FILES = {"preprint": "amn_paper_preprint.txt", "poster": "amn_poster.txt",
               "pinn_note": "pinn_fitness_loss_note.md",
               "crnn_slides": "crnn_higher_order_slides.md"}
 sys.path.insert(0, str(ROOT / "tools"))
+import check_site  # noqa: E402
 import paper_map  # noqa: E402
 
 NUMBER = re.compile(r"(?<![\w.])(\d+(?:,\d{3})*(?:\.\d+)?)(k?)(?!\w)(?!\.\d)")
@@ -107,21 +108,7 @@ REQUIRED = ["Fig. 1A-C", "Fig. 1D-F", "Fig. S1", "Fig. 2A-C", "Fig. 2D", "Fig. 3
 
 
 def _toc_files() -> set[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    out = {toc["root"]}
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                out.add(node["file"])
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(toc)
-    return out
+    return set(check_site.toc_files())
 
 
 def _headings(page: str) -> set[str]:
