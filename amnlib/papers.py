@@ -193,9 +193,6 @@ NUMBERS: dict[str, PaperNumber] = {
         "1,000 samples (90% for 5-fold CV), 500 epochs, batch 5, timestep 4, hidden 50"),
     "repo.ecoli_core_timestep": _n(4, "iterations", "repository",
                                    f"Build_Model_AMN.ipynb @ {REPO_COMMIT[:8]} (timestep = 4)"),
-    "repo.iml1515_qp_q2": _n(
-        0.9995, "-", "notes", "published code's final validation R^2 of its iML1515 AMN-QP",
-        "quoted by the project notes; the notebook output was not located in the repository"),
     # ---------------------------------------------------------------- Fig. 4 (chapter 4)
     "fig4.media": _n(73, "media", "preprint", "Abstract; Results (73 media compositions)",
                      "the published data set used by the book has 110 media"),
@@ -301,7 +298,6 @@ def genome_dict() -> dict[str, Any]:
         "q2": value("table1.iml1515.q2"),
         "q2_test": value("table1.iml1515.q2_test"),
         "sv2_test": value("table1.iml1515.sv2_test"),
-        "published_code_q2_qp": value("repo.iml1515_qp_q2"),
     }
 
 

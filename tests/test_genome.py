@@ -22,7 +22,7 @@ def test_train_genome_amn_learns_growth(textbook):
     record = res.summary()
     assert json.loads(json.dumps(record, default=float))["q2"] == pytest.approx(res.q2)
     assert np.isfinite(record["val_q2_curve"]).all()
-    assert PAPER_GENOME["published_code_q2_qp"] == 0.9995
+    assert "published_code_q2_qp" not in PAPER_GENOME  # no traceable source: removed
     table = comparison_table({"run": res, "record": record})
     assert list(table.index) == ["run", "record", "paper (iML1515, Table 1)"]
     assert table.loc["run", "q2"] == pytest.approx(res.q2) == table.loc["record", "q2"]
