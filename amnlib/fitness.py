@@ -197,6 +197,8 @@ def save_fitness_model(fit: FitnessFit, net: MetabolicNetwork, out: str | Path,
                   "train_seconds": fit.trained.seconds}
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
         if fit.held_out is not None and len(fit.held_out):
+            from amnlib.plotting import parity_figure
+
             parity_figure(fit.held_out["fitness"], fit.held_out["predicted"],
                           f"PINN, held-out double deletions (r = "
                           f"{fit.validation['pearson_r']:.3f})").savefig(tmp / "parity.png",
@@ -227,20 +229,5 @@ def load_fitness_model(directory: str | Path, net: MetabolicNetwork, device=None
     return TrainedPINN(model, physics, config)
 
 
-def parity_figure(measured, predicted, title: str, unit: str = "fitness (relative to WT)"):
-    """A matplotlib Figure (no pyplot state): predicted against measured with the diagonal."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(4.5, 4.5), layout="constrained")
-    ax = fig.add_subplot()
-    measured, predicted = np.asarray(measured, float), np.asarray(predicted, float)
-    ax.scatter(measured, predicted, s=12, alpha=0.6)
-    lo = float(min(measured.min(), predicted.min(), 0.0))
-    hi = float(max(measured.max(), predicted.max())) * 1.05 or 1.0
-    ax.plot([lo, hi], [lo, hi], color="0.4", lw=1, ls="--")
-    ax.set(xlabel=f"measured {unit}", ylabel=f"predicted {unit}", title=title)
-    return fig
-
-
-__all__ = ["FitnessFit", "fit_fitness", "load_fitness_model", "parity_figure",
-           "predict_deletions", "save_fitness_model", "unseen_doubles", "pearson", "spearman"]
+__all__ = ["FitnessFit", "fit_fitness", "load_fitness_model", "predict_deletions",
+           "save_fitness_model", "unseen_doubles", "pearson", "spearman"]

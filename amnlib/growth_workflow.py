@@ -461,8 +461,8 @@ def save_growth_model(fit: GrowthFit, out: str | Path, overwrite: bool = False) 
     settings, versions)."""
     import cobra
 
-    from amnlib.fitness import parity_figure
     from amnlib.modeldir import write_model_dir
+    from amnlib.plotting import parity_figure
     from amnlib.training import save_model
 
     model = fit.model

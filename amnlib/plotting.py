@@ -92,6 +92,19 @@ def parity(
     return ax
 
 
+
+def parity_figure(measured, predicted, title: str, unit: str = "fitness (relative to WT)"):
+    """A stand-alone Figure (not registered with pyplot, so nothing is shown or leaked) with
+    :func:`parity` of ``predicted`` against ``measured``; ``unit`` names both axes."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.5, 4.5), layout="constrained")
+    ax = parity(fig.add_subplot(), measured, predicted, xlabel=f"measured {unit}",
+                ylabel=f"predicted {unit}", show_r2=False)
+    ax.set_title(title)
+    return fig
+
+
 def curves(
     ax: plt.Axes,
     history: dict[str, Sequence[float]],

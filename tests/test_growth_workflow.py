@@ -265,8 +265,8 @@ def test_fit_reservoir_refuses_a_non_empty_out(fitted, capsys):
 def test_interrupted_runs_leave_nothing(fitted, tmp_path, monkeypatch, capsys):
     """Ctrl-C during the fit, or while the directory is written: no model directory, no
     temporary folder; an uninterrupted save of the same model reloads to the same numbers."""
-    import amnlib.fitness
     import amnlib.growth_workflow as gw
+    import amnlib.plotting
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
@@ -288,7 +288,7 @@ def test_interrupted_runs_leave_nothing(fitted, tmp_path, monkeypatch, capsys):
                        SimpleNamespace(amn=gm.model.amn, q2=gm.report["pretrain"]["q2"]),
                        gm.model, gm.report, gm.predict(growth.media),
                        gm.uptakes(growth.media, index=growth.medium_ids))
-    monkeypatch.setattr(amnlib.fitness, "parity_figure", interrupt)
+    monkeypatch.setattr(amnlib.plotting, "parity_figure", interrupt)
     with pytest.raises(KeyboardInterrupt):
         gw.save_growth_model(fit, out)
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
