@@ -1584,10 +1584,13 @@ class Comparison:
                     need = it
                     break
             r2_curve = self.flux_r2[label]
-            to_r2 = {}
-            for thr in (0.90, 0.95):
-                hits = [it for it in sorted(r2_curve) if r2_curve[it] >= thr]
-                to_r2[f"iterations_to_flux_r2_{thr:.2f}"] = hits[0] if hits else None
+            r2_its = sorted(r2_curve)
+            to_r2 = {  # first snapshot from which the flux R^2 stays >= the threshold
+                f"iterations_to_flux_r2_{thr:.2f}": next(
+                    (it for k, it in enumerate(r2_its)
+                     if all(r2_curve[j] >= thr for j in r2_its[k:])), None)
+                for thr in (0.90, 0.95)
+            }
             out[label] = {
                 **to_r2,
                 "growth_r2": r2_score(self.growth_ref, g),
