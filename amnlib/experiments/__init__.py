@@ -1,8 +1,12 @@
-"""Registry of the book's experiments, run by ``amnlib reproduce NAME``.
+"""The paper's experiments, and their registry run by ``amnlib reproduce NAME``.
 
-Each chapter registers one experiment: a function ``run(fast: bool) -> Report`` living in the
-chapter's module. The registry stores import paths, so ``amnlib reproduce --list`` imports nothing
-heavy.
+This package holds what reproduces one figure or table of the papers: which data file, which
+sizes, the paper's reference numbers (read from :mod:`amnlib.papers`), ``run(fast) -> Report``
+and the chapter-specific figures. Its modules import the library (``amnlib.network``,
+``amnlib.solvers``, ``amnlib.reservoir``, ...); the library never imports them.
+
+Each chapter registers one experiment: a function ``run(fast: bool) -> Report``. The registry
+stores import paths, so ``amnlib reproduce --list`` imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ def _fmt(value: Any) -> str:
 #: name -> ("module:function", one-line description). Chapters add their line here.
 EXPERIMENTS: dict[str, tuple[str, str]] = {
     "network": (
-        "amnlib.network_experiment:run",
+        "amnlib.experiments.network:run",
         "split E. coli core / iJO1366 into unidirectional networks, check pFBA mass balance",
     ),
     "toy-rnnw": (
