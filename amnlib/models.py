@@ -15,9 +15,9 @@ Architectures (``ARCHITECTURES``):
 
 * ``"ANN Dense"`` -- the prior alone, trained on the MSE only (Table 1 baseline);
 * ``"ANN SV"`` -- the prior alone, trained with the ``||SV||^2`` term added;
-* ``"AMN-QP"`` -- :class:`amnlib.solvers.QPLayer` (descent on the constraint losses: the
+* ``"AMN-QP"`` -- :class:`amnlib.layers.QPLayer` (descent on the constraint losses: the
   published AMN-QP, the preprint's exact-bounds EB family);
-* ``"AMN-LP"`` -- :class:`amnlib.solvers.LPLayer` (the Yang primal-dual dynamics with a learnable
+* ``"AMN-LP"`` -- :class:`amnlib.layers.LPLayer` (the Yang primal-dual dynamics with a learnable
   step: the published AMN-LP, the preprint's RNN-UB);
 * ``"AMN-Wt"`` -- the preprint's Fig. 3C AMN (Table 1 row "AMN RNN-W"; published name
   ``AMN_Wt``, ``RNNCell`` in ``Library/Build_Model.py`` of the authors' repository): the dense
@@ -211,7 +211,7 @@ class WtLayer(nn.Module):
 
 
 class _SolverLayer(nn.Module):
-    """Adapter around :class:`amnlib.solvers.QPLayer` / :class:`~amnlib.solvers.LPLayer`:
+    """Adapter around :class:`amnlib.layers.QPLayer` / :class:`~amnlib.layers.LPLayer`:
     ``forward(V0, V_in) -> V`` (batch, n)."""
 
     def __init__(
@@ -223,12 +223,12 @@ class _SolverLayer(nn.Module):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        from amnlib import solvers
+        from amnlib import layers
 
-        cls = getattr(solvers, f"{kind}Layer", None)
+        cls = getattr(layers, f"{kind}Layer", None)
         if cls is None:
             raise ImportError(
-                f"amnlib.solvers has no {kind}Layer yet (issue 5); AMN-{kind} needs it"
+                f"amnlib.layers has no {kind}Layer yet (issue 5); AMN-{kind} needs it"
             )
         init = cls.__init__
         # QPLayer calls its iteration count "timestep" (the published name), LPLayer "iterations"

@@ -363,15 +363,16 @@ FIGURES: tuple[Figure, ...] = (
            "amnlib.rnnw.learn_figs1", ("figS1.w41_a", "figS1.w41_b"),
            "reproduced", "the min-rule of the caption gives the same two ratios"),
     Figure("Fig. 2A-C", "preprint", "RNN-EB and RNN-UB growth rates against COBRApy FBA",
-           "notebooks/02_rnn_solvers", "Fig. 2C: growth rates", "amnlib.solvers.compare_solvers",
+           "notebooks/02_rnn_solvers", "Fig. 2C: growth rates",
+           "amnlib.experiments.solvers.compare_solvers",
            ("fig2.dt_eb", "fig2.dt_ub", "fig2.decay", "fig2.media"), "adapted",
            "both RNNs use the Yang dynamics (the preprint cites Ghasabi-Oskoei for EB; the "
            "published code uses Yang for both), EB with the UB step 5e-2; 1e5 instead of 1e7 "
            "iterations"),
     Figure("Fig. 2D", "preprint", "flux R^2 against pFBA as iterations proceed",
            "notebooks/02_rnn_solvers", "Our numbers beside the paper's",
-           "amnlib.solvers.compare_solvers", ("fig2.iterations_needed",
-                                                   "fig2.iterations_run"), "adapted",
+           "amnlib.experiments.solvers.compare_solvers",
+           ("fig2.iterations_needed", "fig2.iterations_run"), "adapted",
            "the preprint prints no R^2 value, only >= 4e5 iterations for a 'satisfactory' flux "
            "R^2; we report the iterations our solvers need to reach flux R^2 0.90 and 0.95, "
            "beside the growth criterion (1% error)"),

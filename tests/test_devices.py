@@ -30,7 +30,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-from amnlib import solvers
+from amnlib import layers, solvers
 from amnlib.models import AMN, ARCHITECTURES
 
 REAL_DEVICE = os.environ.get("AMNLIB_TEST_DEVICE", "").strip()
@@ -245,8 +245,8 @@ def test_amn_forward_backward(textbook, media, architecture):
 @pytest.mark.parametrize("kind", ["QP", "LP"])
 def test_qp_lp_layers(textbook, media, kind, mode):
     torch.manual_seed(1)
-    layer = (solvers.QPLayer(textbook, mode=mode, step="projection") if kind == "QP"
-             else solvers.LPLayer(textbook, mode=mode))
+    layer = (layers.QPLayer(textbook, mode=mode, step="projection") if kind == "QP"
+             else layers.LPLayer(textbook, mode=mode))
     v0 = torch.rand(len(media), textbook.n)
     out_cpu = layer(v0, media)[0]
     with on_device() as dev:
@@ -432,7 +432,7 @@ def test_genome_scale_sparse_paths(ijo1366):
                             dtype=torch.float32)
     kw = dict(max_iterations=200, nonconverged="keep")
     ref = solvers.fast_fba(ijo1366, media, **kw)
-    layer = solvers.QPLayer(ijo1366, step="paper")
+    layer = layers.QPLayer(ijo1366, step="paper")
     assert layer.sparse
     v0 = torch.rand(4, ijo1366.n)
     out_cpu = layer(v0, media)[0]

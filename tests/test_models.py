@@ -179,7 +179,7 @@ def test_bad_inputs(net):
 
 def test_qp_projection_step_exact_bounds(net, pfba):
     """EB: the projection keeps the exact uptakes and balances the rest."""
-    from amnlib.solvers import QPLayer
+    from amnlib.layers import QPLayer
 
     torch.manual_seed(0)
     v = torch.as_tensor(pfba.v, dtype=torch.float32)[None]

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from amnlib import layers
 from amnlib import solvers as sv
+from amnlib.experiments.solvers import gradient_check
 
 MINIMAL = {"EX_co2_e": 10, "EX_h_e": 10, "EX_h2o_e": 10, "EX_nh4_e": 10, "EX_o2_e": 10,
            "EX_pi_e": 10}
@@ -123,11 +125,11 @@ def test_gradient_matches_finite_differences(textbook):
     env = rep.bound_dual.numpy()[:, textbook.indices([e + "_i" for e in ex])]
     # autograd through the unrolled PDHG iterations (~2,200 until converged) on the O2-limited
     # medium
-    grad = sv.gradient_check(textbook, X[:1], ex, max_iterations=3000)
+    grad = gradient_check(textbook, X[:1], ex, max_iterations=3000)
     fd = grad["finite_difference"]
     assert fd[0, 0] > 0.01 and fd[0, 1] > 0.01  # growth depends on both bounds there
     np.testing.assert_allclose(grad["autograd"], fd, atol=5e-3)
-    fd2 = sv.gradient_check(textbook, X[1:], ex, max_iterations=1)["finite_difference"]
+    fd2 = gradient_check(textbook, X[1:], ex, max_iterations=1)["finite_difference"]
     np.testing.assert_allclose(env, np.vstack([fd, fd2]), atol=5e-3)
     assert fd2[0, 1] == pytest.approx(0.0, abs=1e-6)  # glucose-limited: O2 bound inactive
 
@@ -138,13 +140,13 @@ def test_qp_and_lp_layers(textbook):
     v_ref = torch.tensor(res.v, dtype=torch.float32)[None]
     v_in = v_ref[:, textbook.indices(textbook.in_ids)]
     v0 = (v_ref + 0.5 * torch.rand_like(v_ref)).requires_grad_(True)
-    qp = sv.QPLayer(textbook, mode="EB", timestep=50, lr=1.0)
+    qp = layers.QPLayer(textbook, mode="EB", timestep=50, lr=1.0)
     v, losses = qp(v0, v_in)
     assert float(losses["L2"].detach()) < float(qp.losses(v0.detach(), v_in)["L2"])
     assert torch.allclose(v[:, textbook.indices(textbook.in_ids)], v_in)  # EB: frozen inputs
     losses["L2"].sum().backward()
     assert v0.grad is not None and torch.isfinite(v0.grad).all()
-    lp = sv.LPLayer(textbook, mode="UB", iterations=200, dt=5e-2)
+    lp = layers.LPLayer(textbook, mode="UB", iterations=200, dt=5e-2)
     bounds = torch.tensor(
         sv.uptake_matrix(textbook, np.array([[10.0] * 7]), list(MINIMAL) + ["EX_glc__D_e"]),
         dtype=torch.float32,
@@ -220,7 +222,8 @@ def test_exact_bounds_open_the_uptakes_they_fix(textbook):
 def test_comparison_reports_iterations_to_flux_r2(textbook):
     """The paper's 4e5 iterations are for Fig. 2D's flux R^2, so the comparison reports the
     first snapshot from which the flux R^2 stays >= 0.90 / 0.95, read off the recorded curve."""
-    from amnlib.solvers import _textbook_set, compare_solvers, uptake_matrix
+    from amnlib.experiments.solvers import _textbook_set, compare_solvers
+    from amnlib.solvers import uptake_matrix
 
     ts = _textbook_set(4)
     X = uptake_matrix(textbook, ts.X, ts.x_ids)

@@ -14,6 +14,7 @@ import torch
 
 from amnlib import solvers as sv
 from amnlib.network import MetabolicNetwork
+from amnlib.solvers.reduce import _lumped_problem, _merge_twins
 
 #: Relative growth error allowed for a converged medium (absolute 1e-3 h^-1 near zero growth).
 REL = 0.01
@@ -201,8 +202,8 @@ def test_salmonella_lumping_is_exact_and_well_scaled(salmonella):
     prob = sv.fba_problem(salmonella, [dict(salmonella.model.medium)], reduce_rows=False,
                           dtype=torch.float64)
     cols, rows = sv.presolve(prob)
-    sub = sv._merge_twins(prob, cols, rows)[0]
-    lumping, red, _, _ = sv._lumped_problem(sub, 1000.0)
+    sub = _merge_twins(prob, cols, rows)[0]
+    lumping, red, _, _ = _lumped_problem(sub, 1000.0)
     assert np.abs(lumping.member_ratio).max() <= 1.0
     assert np.abs(red.A.numpy()).max() <= 10 * np.abs(sub.A.numpy()).max()
     lb, ub = red.lb[0].numpy(), red.ub[0].numpy()

@@ -78,7 +78,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
         "Fig. 4: AMN reservoir vs FBA/BFGS/OLS/XGBoost/RF/ANN on 110 measured E. coli media",
     ),
     "solvers": (
-        "amnlib.solvers:run",
+        "amnlib.experiments.solvers:run",
         "Fig. 2: RNN-EB, RNN-UB and restarted PDHG vs COBRApy on 50 textbook media",
     ),
     "pinn": (
