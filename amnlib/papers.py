@@ -360,7 +360,7 @@ FIGURES: tuple[Figure, ...] = (
            "point they differ (pFBA picks another optimum of the same growth)"),
     Figure("Fig. S1", "preprint", "two media give two sets of branching ratios (w41 1/2, 1/3)",
            "notebooks/01_toy_rnn_w", "One W does not fit every flux distribution (Fig. S1)",
-           "amnlib.rnnw.learn_figs1", ("figS1.w41_a", "figS1.w41_b"),
+           "amnlib.experiments.toy_rnnw.learn_figs1", ("figS1.w41_a", "figS1.w41_b"),
            "reproduced", "the min-rule of the caption gives the same two ratios"),
     Figure("Fig. 2A-C", "preprint", "RNN-EB and RNN-UB growth rates against COBRApy FBA",
            "notebooks/02_rnn_solvers", "Fig. 2C: growth rates",

@@ -19,7 +19,8 @@ Fig. 1E caption. Fluxes are in mmol gDW^-1 h^-1; the BIOMASS flux is a growth ra
 Consequences (shown in notebook 01): FBA's optimum is not unique (any amount of the futile cycle
 can be added), pFBA removes the cycle (v4 = 0), and the branching ratios of W depend on which
 optimum one picks; with suitable BIOMASS coefficients one point of the optimal face has exactly
-the paper's weights (:func:`paper_like_biomass`).
+the paper's weights (:func:`amnlib.experiments.toy_rnnw.paper_like_biomass`; the paper's
+numbers, Fig. 1C tables and the Fig. 1 / S1 experiments live in that module).
 """
 
 from __future__ import annotations
@@ -46,8 +47,6 @@ TOY_FLUXES: dict[str, str] = {
 }
 #: Metabolites of the toy, in the order of the rows of S.
 TOY_METABOLITES = ("m1", "m2", "m3")
-#: The weights quoted in the Fig. 1E caption (v1 = 0.1, searching weights giving v3 = 0.5).
-PAPER_WEIGHTS: dict[str, float] = papers.toy_weights()
 #: The (metabolite, flux) entry of W behind each named weight: w_ji is the fraction of
 #: metabolite i's production going to flux j.
 WEIGHT_ENTRIES: dict[str, tuple[str, str]] = {
@@ -57,9 +56,8 @@ WEIGHT_ENTRIES: dict[str, tuple[str, str]] = {
     "w42": ("m2", "v4"),
     "w53": ("m3", "v5"),
 }
-#: Uptake (v1) and growth (v3) quoted in the Fig. 1 captions.
+#: Uptake v1 quoted in the Fig. 1 captions (the toy's default uptake, mmol/gDW/h).
 PAPER_V1: float = papers.value("fig1.v1")
-PAPER_V3: float = papers.value("fig1.v3")
 
 
 @contextmanager
@@ -151,29 +149,6 @@ def toy_pfba(
     return res.v
 
 
-def fig1c_tables(net: MetabolicNetwork, v: np.ndarray, W: np.ndarray) -> dict[str, pd.DataFrame]:
-    """The matrices of Fig. 1C as labelled tables (columns v1..v5, rows m1..m3; the outflow
-    ``TPI_o``, whose upper bound is 0, is left out).
-
-    Parameters: ``v`` (n,) split fluxes, ``W`` (m, n) weights. Returns {"S", "V2M", "M2V",
-    "W", "M"} where ``M`` = V2M v (production fluxes, mmol/gDW/h).
-    """
-    cols = net.indices(TOY_FLUXES.values())
-    labels = [f"{k} ({rid})" for k, rid in TOY_FLUXES.items()]
-    rows = list(net.metabolite_ids)
-
-    def frame(A: np.ndarray) -> pd.DataFrame:
-        return pd.DataFrame(A[:, cols], index=rows, columns=labels)
-
-    return {
-        "S": frame(net.S),
-        "V2M": frame(net.V2M),
-        "M2V": frame(net.M2V.T).T,
-        "W": frame(np.asarray(W, dtype=float)),
-        "M": pd.DataFrame({"M (production)": net.V2M @ np.asarray(v, dtype=float)}, index=rows),
-    }
-
-
 def named_weights(net: MetabolicNetwork, W: np.ndarray) -> dict[str, float]:
     """The named weights w21, w31, w32, w42, w53 read from a (m, n) weight matrix."""
     W = np.asarray(W, dtype=float)
@@ -193,23 +168,6 @@ def fba_face(t: float, biomass: tuple[float, float] = (0.1, 0.2), v1: float = PA
     v = toy_pfba(v1, biomass).copy()
     v[net.indices(["R2", "R4", "R5"])] += t
     return v
-
-
-def paper_like_biomass() -> tuple[tuple[float, float], float]:
-    """BIOMASS coefficients (a, b) and cycle flux t for which a point of the optimal FBA face
-    has v1 = 0.1, v3 = 0.5, w42 = 0.8 and w31 = 0.26 (the paper's caption values).
-
-    Derivation (our stoichiometry, v1 = 0.1, v3 = 0.5): carbon balance gives 2a + b = 0.4;
-    w42 = 0.8 with m2 produced only by v2 gives t = 4 b v3; then
-    w31 = a v3 / (v1 + v5) with v5 = (v2 + t) / 2 and v2 = b v3 + t fixes b.
-    """
-    v1, v3 = PAPER_V1, PAPER_V3
-    w31, w42 = PAPER_WEIGHTS["w31"], PAPER_WEIGHTS["w42"]
-    k = w42 / (1.0 - w42)  # t = k * b * v3 (m2 split between BIOMASS and R4)
-    # v2 = (1 + k) b v3,  v5 = (v2 + t) / 2 = (1 + 2k) b v3 / 2,  a v3 = v1 - b v3 / 2
-    b = v1 * (1.0 - w31) / (v3 * (0.5 + w31 * (1.0 + 2.0 * k) / 2.0))
-    a = (2.0 * v1 / v3 - b) / 2.0
-    return (a, b), k * b * v3
 
 
 # ---------------------------------------------------------------------------- Fig. S1
@@ -239,10 +197,6 @@ def figs1_model() -> cobra.Model:
 def figs1_network() -> MetabolicNetwork:
     """Fig. S1 as a :class:`MetabolicNetwork` (medium: ``EX_m1``, ``EX_m2``)."""
     return MetabolicNetwork(figs1_model(), biomass="R4", medium=["EX_m1", "EX_m2"])
-
-
-#: The two intake settings of Fig. S1 (production fluxes of m1 and m2, mmol/gDW/h).
-FIGS1_INTAKES = {"A": (1.0, 0.5), "B": (0.75, 0.25)}
 
 
 def figs1_fluxes(m1: float, m2: float) -> np.ndarray:

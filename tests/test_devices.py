@@ -342,7 +342,7 @@ def test_rnn_solvers(textbook, media, mode):
 # RNN-W, PINN, CRNN, reservoir
 # --------------------------------------------------------------------------------------------
 def test_rnnw_fit():
-    from amnlib.rnnw import learn_toy
+    from amnlib.experiments.toy_rnnw import learn_toy
 
     ref = learn_toy(steps=5, device="cpu")
     with on_device() as dev:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from amnlib.rnnw import RNNW, fit_weights, learn_figs1, simplex_projection, steady_state_weights
+from amnlib.experiments.toy_rnnw import learn_figs1
+from amnlib.rnnw import RNNW, fit_weights, simplex_projection, steady_state_weights
 from amnlib.toy import named_weights, toy_fluxes, toy_network, toy_pfba
 
 F64 = torch.float64
@@ -123,8 +124,7 @@ def test_one_w_cannot_fit_both_figs1_intakes():
 def test_biomass_landscape_peaks_on_the_fba_face():
     """With the caption-fitted coefficients, the paper's weights give v3 close to 0.5 once the
     RNN has converged, and moving off the FBA face lowers v3 (minimum-over-substrates waste)."""
-    from amnlib.rnnw import toy_biomass_landscape
-    from amnlib.toy import paper_like_biomass
+    from amnlib.experiments.toy_rnnw import paper_like_biomass, toy_biomass_landscape
 
     coefs, _ = paper_like_biomass()
     grid = toy_biomass_landscape(

@@ -3,14 +3,13 @@
 import numpy as np
 import pytest
 
+from amnlib.experiments.toy_rnnw import PAPER_WEIGHTS, paper_like_biomass
 from amnlib.rnnw import steady_state_weights
 from amnlib.toy import (
-    PAPER_WEIGHTS,
     fba_face,
     figs1_fluxes,
     figs1_network,
     named_weights,
-    paper_like_biomass,
     toy_fluxes,
     toy_model,
     toy_network,

@@ -70,7 +70,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
         "split E. coli core / iJO1366 into unidirectional networks, check pFBA mass balance",
     ),
     "toy-rnnw": (
-        "amnlib.rnnw:run",
+        "amnlib.experiments.toy_rnnw:run",
         "Fig. 1: learn the toy network's RNN-W weights from pFBA fluxes, V^30 vs COBRApy",
     ),
     "reservoir": (
