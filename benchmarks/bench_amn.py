@@ -11,8 +11,9 @@ paper's per-epoch time (8-core Intel i9, Table 1) divided by ours: above 1, we a
 The genome-scale row (iJO1366) is copied from ``benchmarks/bench_amn_genome.py``'s JSON.
 ``--table1 PATH`` merges a JSON written by ``amnlib reproduce amn --json PATH`` (the full
 protocol) under ``table1``; ``--rows PATH ...`` replaces single rows of ``table1`` with the
-records of :func:`amnlib.training.table1` saved as JSON (``{"AMN-QP / all": record, ...}``), for
-rows re-run after a change. Writes ``benchmarks/results/amn.json``.
+records of :func:`amnlib.experiments.amn.table1` saved as JSON
+(``{"AMN-QP / all": record, ...}``), for rows re-run after a change. Writes
+``benchmarks/results/amn.json``.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from amnlib.genome import committed_result
+from amnlib.experiments.amn import PAPER_TABLE1, Protocol, table1_metrics, textbook_data
+from amnlib.experiments.amn_genome import committed_result
 from amnlib.models import AMN, ARCHITECTURES
-from amnlib.training import PAPER_TABLE1, Protocol, fit, table1_metrics, textbook_data
+from amnlib.training import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "amn.json"

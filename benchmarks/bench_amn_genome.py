@@ -7,9 +7,10 @@ Run from the repository root::
 Trains an AMN-QP (dense prior + QP mechanistic layer, UB mode, biomass target; the published QP
 steps by default, ``--layer-preset network`` for the mass-balance projection) on pFBA samples
 of iJO1366 (iML1515 when COBRApy can download it) drawn from the medium specification
-``iML1515`` (:func:`amnlib.genome.train_genome_amn`), and records the held-out biomass Q^2,
-``||SV||^2`` and seconds per epoch beside the paper's numbers. The default sizes fit in about
-15 minutes of one CPU core including the pFBA generation (which the generator caches on disk).
+``iML1515`` (:func:`amnlib.experiments.amn_genome.train_genome_amn`), and records the held-out
+biomass Q^2, ``||SV||^2`` and seconds per epoch beside the paper's numbers. The default sizes
+fit in about 15 minutes of one CPU core including the pFBA generation (which the generator
+caches on disk).
 Writes ``benchmarks/results/amn_genome.json``.
 """
 
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from amnlib.genome import PAPER_GENOME, load_genome_network, train_genome_amn
+from amnlib.experiments.amn_genome import PAPER_GENOME, load_genome_network, train_genome_amn
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "amn_genome.json"

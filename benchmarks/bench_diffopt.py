@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
                  "pip install -e '.[cvxpylayers]'")
     from cvxpylayers import __version__ as cvxpylayers_version
 
+    from amnlib.experiments.amn import Protocol, textbook_data
     from amnlib.simulate import draw_media
-    from amnlib.training import Protocol, textbook_data
 
     device = torch.device(args.device)
     if device.type == "cpu":

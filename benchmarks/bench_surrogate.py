@@ -8,8 +8,8 @@ For textbook (E. coli core, spec ``e_coli_core``) and iJO1366 (spec ``iML1515``,
 stand-in for iML1515) it
 
 1. trains an AMN-QP on pFBA samples with the package's own training code (textbook: the cached
-   Table 1 set, :func:`amnlib.training.textbook_data` and :func:`amnlib.training.fit`;
-   iJO1366: :func:`amnlib.genome.train_genome_amn`, published QP steps);
+   Table 1 set, :func:`amnlib.experiments.amn.textbook_data` and :func:`amnlib.training.fit`;
+   iJO1366: :func:`amnlib.experiments.amn_genome.train_genome_amn`, published QP steps);
 2. draws ``--media`` *new* media from the same spec (another seed) and solves them with the
    COBRApy loop a COBRApy user writes (:func:`tuned_cobra_loop`: one model, the exchange
    bounds changed in place, ``model.slim_optimize()``) -- the FBA reference and the baseline
@@ -151,8 +151,9 @@ def train_textbook(epochs: int, size: int | None, device, preset: str = "paper")
     QP steps (:data:`amnlib.models.LAYER_PRESETS`); with ``"paper"`` (published steps) the
     layer leaves the prior's growth nearly unchanged, so the growth-only path predicts what the
     whole AMN does; ``"network"`` projects onto ``S V = 0`` and moves the growth rate too."""
+    from amnlib.experiments.amn import Protocol, textbook_data
     from amnlib.models import AMN
-    from amnlib.training import Protocol, fit, textbook_data
+    from amnlib.training import fit
 
     protocol = Protocol.full()
     net, ts = textbook_data(protocol)
@@ -172,7 +173,7 @@ def train_textbook(epochs: int, size: int | None, device, preset: str = "paper")
 
 def train_genome(epochs: int, size: int, device, n_jobs: int = 1) -> tuple:
     """AMN-QP (published steps) on pFBA samples of iJO1366 (:func:`train_genome_amn`)."""
-    from amnlib.genome import load_genome_network, train_genome_amn
+    from amnlib.experiments.amn_genome import load_genome_network, train_genome_amn
 
     net, notes = load_genome_network("iML1515", "iML1515")
     res = train_genome_amn(net, "iML1515", size=size, test_size=max(50, size // 20),

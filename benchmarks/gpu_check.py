@@ -113,7 +113,7 @@ def pdhg_bench(device: torch.device, sizes: dict[str, list[int]], n_ref: int, to
     from bench_surrogate import pdhg_growth, tuned_cobra_loop
 
     from amnlib.data import load_medium_spec
-    from amnlib.genome import load_genome_network
+    from amnlib.experiments.amn_genome import load_genome_network
     from amnlib.network import MetabolicNetwork
 
     textbook = MetabolicNetwork.load("textbook", medium=list(load_medium_spec("e_coli_core").index))

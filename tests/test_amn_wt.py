@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from amnlib import papers
+from amnlib.experiments.amn import PAPER_TABLE1
 from amnlib.models import AMN, ARCHITECTURES, WtLayer, count_parameters
 from amnlib.network import MetabolicNetwork
-from amnlib.training import PAPER_TABLE1, cross_validate
+from amnlib.training import cross_validate
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from amnlib.genome import PAPER_GENOME, comparison_table, train_genome_amn
+from amnlib.experiments.amn_genome import PAPER_GENOME, comparison_table, train_genome_amn
 
 
 def test_train_genome_amn_learns_growth(textbook):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from amnlib.experiments.amn import Protocol, table1_frame
 from amnlib.models import AMN
 from amnlib.network import MetabolicNetwork
 from amnlib.training import (
-    Protocol,
     _folds,
     cross_validate,
     evaluate,
@@ -15,7 +15,6 @@ from amnlib.training import (
     load_model,
     r2,
     save_model,
-    table1_frame,
 )
 
 

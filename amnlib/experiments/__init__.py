@@ -86,7 +86,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
         "Ch. 5: flux PINN on gene-deletion fitness (textbook doubles held out), essential genes",
     ),
     "amn": (
-        "amnlib.training:run",
+        "amnlib.experiments.amn:run",
         "Table 1: AMN-QP/LP/W vs ANN Dense/SV on 10,000 textbook pFBA samples, 5-fold + test",
     ),
     "crnn": (

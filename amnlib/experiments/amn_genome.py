@@ -1,4 +1,4 @@
-"""Genome-scale AMNs (paper Table 1, last row: iML1515; offline default iJO1366).
+"""Chapter 3's genome-scale row: AMNs on iML1515 (Table 1, last row; offline iJO1366).
 
 The Table 1 protocol of :mod:`amnlib.training` on a genome-scale network: pFBA training and test
 sets drawn from the medium specification ``iML1515`` (38 uptakes of the 110-media experiment:
@@ -8,6 +8,8 @@ growth rate with the constraint terms, and its held-out biomass Q^2 and ``||SV||
 
 :func:`train_genome_amn` is what ``benchmarks/bench_amn_genome.py`` runs; the generator caches
 the pFBA sets on disk, so a re-run only pays for the training.
+The paper's row (:data:`PAPER_GENOME`), the committed benchmark record and the comparison
+table tie it to the paper; the training itself uses only the library.
 """
 
 from __future__ import annotations
