@@ -82,7 +82,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
         "Fig. 2: RNN-EB, RNN-UB and restarted PDHG vs COBRApy on 50 textbook media",
     ),
     "pinn": (
-        "amnlib.pinn:run",
+        "amnlib.experiments.pinn:run",
         "Ch. 5: flux PINN on gene-deletion fitness (textbook doubles held out), essential genes",
     ),
     "amn": (
