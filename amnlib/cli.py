@@ -9,16 +9,66 @@
   (:mod:`amnlib.growth_workflow`);
 * ``amnlib discover-mechanism --data CSV [--reactions N] [--out DIR]``: a CRNN mechanism from
   a user's concentration time series (:mod:`amnlib.discovery`).
+
+Every command runs in one frame (:func:`framed`): an error caused by the user's input or
+environment (:data:`USER_ERRORS`: a bad value, an unknown id, a missing or unreadable file, a data
+file that is neither local nor downloadable) is one line ``amnlib <cmd>: error: <message>`` on
+stderr and exit status 2; Ctrl-C is one line ``amnlib <cmd>: interrupted...`` and exit status
+130. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from amnlib.experiments import EXPERIMENTS, run_experiment
+
+#: Exceptions that mean "bad input or environment" (``OSError`` covers missing or unwritable
+#: files and :class:`amnlib.data.DataUnavailableError`): one line and exit status 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    """One line ``amnlib <cmd>: <message>`` on stderr (newlines of the message folded)."""
+    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    command = getattr(args, "command", None)
+    print(f"amnlib {command}: {text}" if command else f"amnlib: {text}", file=sys.stderr)
+
+
+def _message(err: BaseException) -> str:
+    """The text of a user error (a ``KeyError``'s message without the quotes ``str`` adds)."""
+    if isinstance(err, KeyError) and len(err.args) == 1 and isinstance(err.args[0], str):
+        return err.args[0]
+    return str(err) or type(err).__name__
+
+
+def framed(interrupted: str = "interrupted") -> Callable[[Handler], Handler]:
+    """The shared frame of a command handler ``(args) -> exit status``: :data:`USER_ERRORS`
+    become one line ``amnlib <cmd>: error: ...`` and status 2, ``KeyboardInterrupt`` one line
+    ``amnlib <cmd>: <interrupted>`` and status 130 (``interrupted`` says what was left)."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        def run(args: argparse.Namespace) -> int:
+            try:
+                return handler(args)
+            except USER_ERRORS as err:
+                _say(args, f"error: {_message(err)}")
+                return 2
+            except KeyboardInterrupt:
+                _say(args, interrupted)
+                return 130
+
+        return run
+
+    return wrap
 
 
 def _write_json(path: Path, record: dict) -> None:
@@ -29,16 +79,20 @@ def _write_json(path: Path, record: dict) -> None:
     tmp.replace(path)
 
 
+def _check_empty_out(out: Path) -> None:
+    """``ValueError`` when an output folder exists and is not empty (nothing is overwritten)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"--out {str(out)!r} exists and is not empty")
+
+
+@framed()
 def _reproduce(args: argparse.Namespace) -> int:
+    """``amnlib reproduce``: run a registered experiment, print ours vs the paper."""
     if args.list or not args.name:
         for name, (_, description) in sorted(EXPERIMENTS.items()):
             print(f"{name:14s} {description}")
         return 0
-    try:
-        report = run_experiment(args.name, fast=args.fast)
-    except ValueError as err:
-        print(f"amnlib: {err}", file=sys.stderr)
-        return 2
+    report = run_experiment(args.name, fast=args.fast)
     print(report.table())
     if args.json:
         _write_json(Path(args.json), report.to_json())
@@ -46,33 +100,31 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+@framed("interrupted; no training set written")
 def _generate(args: argparse.Namespace) -> int:
+    """``amnlib generate``: a (p)FBA training set saved as .npz + .json."""
     import warnings
 
     from amnlib.simulate import generate
 
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", RuntimeWarning)
-            ts = generate(
-                args.model,
-                spec=args.spec,
-                size=args.size,
-                seed=args.seed,
-                method=args.method,
-                n_jobs=args.n_jobs,
-                cache_dir=False if args.no_cache else args.cache_dir,
-                backend=args.backend,
-                experimental=args.experimental,
-                samples_per_medium=args.samples_per_medium,
-                ratio=args.ratio,
-                progress=not args.quiet,
-            )
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        print(f"amnlib: {err}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        ts = generate(
+            args.model,
+            spec=args.spec,
+            size=args.size,
+            seed=args.seed,
+            method=args.method,
+            n_jobs=args.n_jobs,
+            cache_dir=False if args.no_cache else args.cache_dir,
+            backend=args.backend,
+            experimental=args.experimental,
+            samples_per_medium=args.samples_per_medium,
+            ratio=args.ratio,
+            progress=not args.quiet,
+        )
     for w in caught:
-        print(f"amnlib: warning: {w.message}", file=sys.stderr)
+        _say(args, f"warning: {w.message}")
     path = ts.save(args.out)
     md = ts.metadata
     source = f"cache {md['from_cache']}" if "from_cache" in md else f"{md['seconds']:.1f} s"
@@ -83,6 +135,7 @@ def _generate(args: argparse.Namespace) -> int:
     return 0 if not ts.failures else 1
 
 
+@framed("interrupted; no model directory written")
 def _fit_pinn(args: argparse.Namespace) -> int:
     """``amnlib fit-pinn``: the flux PINN on a user's deletion-fitness table."""
     from dataclasses import replace
@@ -99,30 +152,25 @@ def _fit_pinn(args: argparse.Namespace) -> int:
     from amnlib.userdata import read_fitness_table
 
     out = Path(args.out)
-    try:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise ValueError(f"--out {str(out)!r} exists and is not empty")
-        net = MetabolicNetwork.load(args.model)
-        table = read_fitness_table(args.fitness, net)
-        if args.epochs is not None and args.epochs < 1:
-            raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
-        n_train = len(table) - int(args.validation * int((table["kind"] == "double").sum()))
-        config = sized_config(n_train, replace(default_config(fast=False), seed=args.seed),
-                              epochs=args.epochs)
-        log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
-        log(f"{net.name}: {len(table)} deletions of {table['gene1'].nunique()} genes read")
-        fit = fit_fitness(net, table, config, args.validation, refit=True, seed=args.seed,
-                          log=log)
-        pairs = unseen_doubles(table, limit=args.max_predictions)
-        preds = predict_deletions(fit.trained, net, pairs)
-        save_fitness_model(fit, net, out, predictions=preds)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        print(f"amnlib: {err}", file=sys.stderr)
-        return 2
+    _check_empty_out(out)
+    net = MetabolicNetwork.load(args.model)
+    table = read_fitness_table(args.fitness, net)
+    if args.epochs is not None and args.epochs < 1:
+        raise ValueError(f"--epochs must be >= 1, got {args.epochs}")
+    n_train = len(table) - int(args.validation * int((table["kind"] == "double").sum()))
+    config = sized_config(n_train, replace(default_config(fast=False), seed=args.seed),
+                          epochs=args.epochs)
+    log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    log(f"{net.name}: {len(table)} deletions of {table['gene1'].nunique()} genes read")
+    fit = fit_fitness(net, table, config, args.validation, refit=True, seed=args.seed, log=log)
+    pairs = unseen_doubles(table, limit=args.max_predictions)
+    preds = predict_deletions(fit.trained, net, pairs)
+    save_fitness_model(fit, net, out, predictions=preds)
     log(f"saved model, report, {len(preds)} predicted unseen double deletions -> {out}")
     return 0
 
 
+@framed("interrupted; no model directory written")
 def _fit_reservoir(args: argparse.Namespace) -> int:
     """``amnlib fit-reservoir``: the reservoir on a user's growth table."""
     from amnlib.growth_workflow import ReservoirSettings, fit_growth, save_growth_model
@@ -131,34 +179,27 @@ def _fit_reservoir(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
-    try:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise ValueError(f"--out {str(out)!r} exists and is not empty")
-        settings = ReservoirSettings(
-            uptake_max=args.uptake_max, pretrain_size=args.pretrain_size,
-            pretrain_epochs=args.pretrain_epochs, epochs=args.epochs, folds=args.folds,
-            repeats=args.repeats, bfgs_maxiter=args.bfgs_maxiter,
-            bfgs_cv_maxiter=args.bfgs_maxiter, ann_epochs=args.ann_epochs, trees=args.trees,
-            seed=args.seed, architecture=args.architecture,
-        )  # fmt: skip
-        settings.check()
-        net = MetabolicNetwork.load(args.model)
-        table = read_growth_table(args.growth, net, growth_column=args.growth_column,
-                                  medium_column=args.medium_column,
-                                  replicate_columns=args.replicate_columns)
-        fit = fit_growth(net, table, settings, cache=False if args.no_cache else True,
-                         n_jobs=args.n_jobs, progress=not args.quiet, log=log)
-        save_growth_model(fit, out)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        print(f"amnlib: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("amnlib: interrupted; no model directory written", file=sys.stderr)
-        return 130
+    _check_empty_out(out)
+    settings = ReservoirSettings(
+        uptake_max=args.uptake_max, pretrain_size=args.pretrain_size,
+        pretrain_epochs=args.pretrain_epochs, epochs=args.epochs, folds=args.folds,
+        repeats=args.repeats, bfgs_maxiter=args.bfgs_maxiter,
+        bfgs_cv_maxiter=args.bfgs_maxiter, ann_epochs=args.ann_epochs, trees=args.trees,
+        seed=args.seed, architecture=args.architecture,
+    )  # fmt: skip
+    settings.check()
+    net = MetabolicNetwork.load(args.model)
+    table = read_growth_table(args.growth, net, growth_column=args.growth_column,
+                              medium_column=args.medium_column,
+                              replicate_columns=args.replicate_columns)
+    fit = fit_growth(net, table, settings, cache=False if args.no_cache else True,
+                     n_jobs=args.n_jobs, progress=not args.quiet, log=log)
+    save_growth_model(fit, out)
     log(f"saved model, report.json, parity.png, media.json -> {out}")
     return 0
 
 
+@framed()
 def _predict(args: argparse.Namespace) -> int:
     """``amnlib predict``: growth of new media with a saved ``fit-reservoir`` model."""
     from amnlib.growth_workflow import (
@@ -168,15 +209,10 @@ def _predict(args: argparse.Namespace) -> int:
         read_media_table,
     )
 
-    try:
-        gm = load_growth_model(args.model_dir, args.model)
-        media = read_media_table(args.media, gm.space, gm.network,
-                                 growth_column=args.growth_column,
-                                 medium_column=args.medium_column)
-        frame, summary = predict_media(gm, media)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        print(f"amnlib: {err}", file=sys.stderr)
-        return 2
+    gm = load_growth_model(args.model_dir, args.model)
+    media = read_media_table(args.media, gm.space, gm.network, growth_column=args.growth_column,
+                             medium_column=args.medium_column)
+    frame, summary = predict_media(gm, media)
     if args.out:
         path = Path(args.out)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -192,11 +228,12 @@ def _predict(args: argparse.Namespace) -> int:
     if "q2" in summary:
         print(f"Q^2 against the measured growth: {summary['q2']:.3f}", file=sys.stderr)
     if summary.get("off_range"):
-        print(f"amnlib: warning: {summary['off_range']} medium/media have bounds above the "
-              "training range (the reservoir extrapolates)", file=sys.stderr)
+        _say(args, f"warning: {summary['off_range']} medium/media have bounds above the "
+             "training range (the reservoir extrapolates)")
     return 0
 
 
+@framed("interrupted; nothing written")
 def _discover_mechanism(args: argparse.Namespace) -> int:
     """``amnlib discover-mechanism``: a CRNN mechanism from a user's time-series CSV."""
     from amnlib.discovery import discover, save_discovery
@@ -204,22 +241,14 @@ def _discover_mechanism(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     log = (lambda *_: None) if args.quiet else (lambda msg: print(msg, flush=True))
-    try:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise ValueError(f"--out {str(out)!r} exists and is not empty")
-        if args.reactions is not None and args.reactions < 1:
-            raise ValueError(f"--reactions must be >= 1, got {args.reactions}")
-        data = read_time_series(args.data)
-        log(f"{Path(args.data).name}: {data.y.shape[0]} experiments x {data.y.shape[1]} times, "
-            f"species {', '.join(data.species)}")
-        disc = discover(data, args.reactions, seed=args.seed, log=log)
-        save_discovery(disc, out, source=str(args.data))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"amnlib: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("amnlib: interrupted; nothing written", file=sys.stderr)
-        return 130
+    _check_empty_out(out)
+    if args.reactions is not None and args.reactions < 1:
+        raise ValueError(f"--reactions must be >= 1, got {args.reactions}")
+    data = read_time_series(args.data)
+    log(f"{Path(args.data).name}: {data.y.shape[0]} experiments x {data.y.shape[1]} times, "
+        f"species {', '.join(data.species)}")
+    disc = discover(data, args.reactions, seed=args.seed, log=log)
+    save_discovery(disc, out, source=str(args.data))
     log(disc.mechanism.format())
     log(f"held-out scaled MSE {disc.val_error:.4g}; mechanism.txt, report.json, "
         f"trajectories.png -> {out}")

@@ -5,7 +5,9 @@ named by the ``AMNLIB_DATA_DIR`` environment variable (and its sub-folders) firs
 with pooch from a commit-pinned public URL into the cache (``AMNLIB_CACHE_DIR``, default the OS
 cache folder). Every file is verified by sha256 before use: a corrupt or truncated local copy
 raises ``ValueError`` and is never read; pooch downloads to a temporary file and only moves it into
-the cache once the checksum matches, so a failed download leaves nothing half-written.
+the cache once the checksum matches, so a failed download leaves nothing half-written. Without a
+network and without a local copy, :func:`fetch` raises :class:`DataUnavailableError` naming the
+file, its URL and ``AMNLIB_DATA_DIR``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ AMN_COMMIT = "10db2a62e8ea17b303ce21a9a1261b7328f861e9"
 AMN_URL = f"https://raw.githubusercontent.com/brsynth/amn_release/{AMN_COMMIT}/"
 FITNESS_COMMIT = "53e0be8fc08fdad6f3cd527eb4da652fa783cbf4"
 FITNESS_URL = f"https://raw.githubusercontent.com/haowang-bioinfo/Ecoli-GEM/{FITNESS_COMMIT}/"
+
+
+class DataUnavailableError(OSError):
+    """A registered data file has no local copy and could not be downloaded (no network, URL
+    unreachable). The message names the file, its URL and how to point ``AMNLIB_DATA_DIR`` at
+    offline copies."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +147,8 @@ def _local_copy(name: str) -> Path | None:
 def fetch(name: str) -> Path:
     """Path to a verified copy of a registered data file (local folder first, then download).
 
-    Raises ``KeyError`` for an unknown name, ``ValueError`` when a file's checksum is wrong.
+    Raises ``KeyError`` for an unknown name, ``ValueError`` when a file's checksum is wrong,
+    :class:`DataUnavailableError` when there is no local copy and the download fails.
     """
     if name not in REGISTRY:
         raise KeyError(f"unknown data file {name!r}; known: {sorted(REGISTRY)}")
@@ -155,14 +164,33 @@ def fetch(name: str) -> Path:
         return local
     import pooch
 
-    path = pooch.retrieve(
-        entry.url,
-        known_hash=f"sha256:{entry.sha256}",
-        fname=name,
-        path=cache_dir(),
-        progressbar=False,
-    )
+    try:
+        path = pooch.retrieve(
+            entry.url,
+            known_hash=f"sha256:{entry.sha256}",
+            fname=name,
+            path=cache_dir(),
+            progressbar=False,
+        )
+    except OSError as err:  # requests' errors (no network, HTTP 404) are OSErrors too
+        raise DataUnavailableError(_unavailable_message(name, entry.url, err)) from None
     return Path(path)
+
+
+def _unavailable_message(name: str, url: str, err: BaseException) -> str:
+    """One line: which file, where it was looked for, the download's first error line, and the
+    fix (``AMNLIB_DATA_DIR``)."""
+    lines = str(err).strip().splitlines()
+    cause = f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    cause = cause if len(cause) <= 200 else cause[:197] + "..."
+    root = os.environ.get("AMNLIB_DATA_DIR")
+    where = (f"AMNLIB_DATA_DIR={root!r} holds no {name!r}" if root
+             else "AMNLIB_DATA_DIR is not set")
+    return (
+        f"data file {name!r} is not available: {where}, it is not in the cache "
+        f"({cache_dir()}), and the download from {url} failed ({cause}); set AMNLIB_DATA_DIR "
+        f"to a folder holding offline copies (it must contain {name})"
+    )
 
 
 # ------------------------------------------------------------------------------- tables

@@ -38,10 +38,54 @@ def test_failed_download_leaves_nothing(monkeypatch, tmp_path):
         "EXP110.csv",
         data.DataFile(entry.name, "http://127.0.0.1:9/EXP110.csv", entry.sha256, "", ""),
     )
-    with pytest.raises(Exception):  # noqa: B017 - requests' connection error
+    with pytest.raises(data.DataUnavailableError, match="127.0.0.1:9"):
         data.fetch("EXP110.csv")
     cache = tmp_path / "cache"
     assert not cache.exists() or not any(p.name == "EXP110.csv" for p in cache.rglob("*"))
+
+
+def _offline(monkeypatch, tmp_path):
+    """No AMNLIB_DATA_DIR, an empty cache, and a downloader that finds no network."""
+    import pooch
+
+    monkeypatch.delenv("AMNLIB_DATA_DIR", raising=False)
+    monkeypatch.setenv("AMNLIB_CACHE_DIR", str(tmp_path / "cache"))
+
+    def no_network(url, *args, **kwargs):
+        raise ConnectionError(f"Failed to resolve 'raw.githubusercontent.com' for {url}")
+
+    monkeypatch.setattr(pooch, "retrieve", no_network)
+
+
+def test_offline_without_local_copy_is_one_clear_error(monkeypatch, tmp_path):
+    """No network, no local copy: one error naming the file, its URL and AMNLIB_DATA_DIR (not
+    the downloader's traceback chain)."""
+    _offline(monkeypatch, tmp_path)
+    with pytest.raises(data.DataUnavailableError) as info:
+        data.load_growth_110()
+    message = str(info.value)
+    assert "'EXP110.csv'" in message and data.REGISTRY["EXP110.csv"].url in message
+    assert "AMNLIB_DATA_DIR is not set" in message
+    assert "set AMNLIB_DATA_DIR to a folder holding offline copies" in message
+    assert "ConnectionError: Failed to resolve" in message and "\n" not in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    # a data folder without the file: the message says that folder lacks it
+    monkeypatch.setenv("AMNLIB_DATA_DIR", str(tmp_path))
+    with pytest.raises(data.DataUnavailableError, match="holds no 'EXP110.csv'"):
+        data.fetch("EXP110.csv")
+
+
+def test_cli_offline_error_is_one_line(monkeypatch, tmp_path, capsys):
+    from amnlib.cli import main
+
+    _offline(monkeypatch, tmp_path)
+    out = tmp_path / "tb.npz"
+    assert main(["generate", "--spec", "e_coli_core", "--size", "4", "--out", str(out),
+                 "--no-cache", "--quiet", "--n-jobs", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("amnlib generate: error: data file 'e_coli_core.csv'")
+    assert "AMNLIB_DATA_DIR" in err and not out.exists()
 
 
 def test_medium_spec_e_coli_core():
