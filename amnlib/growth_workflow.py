@@ -15,7 +15,7 @@ The workflow of ``amnlib fit-reservoir --model MODEL --growth CSV --out DIR``:
    ``uptake_max`` for presence tables and the column's largest value for bound tables), then
    cross-validates on the same folds (:func:`make_growth_folds`) the reservoir, FBA with the
    default bounds (scaled by one factor fitted per training fold), FBA with uptake bounds fitted
-   by BFGS on the training folds, and the black-box baselines of :data:`amnlib.reservoir.BASELINES`
+   by BFGS on the training folds, and the black-box baselines of :data:`amnlib.baselines.BASELINES`
    on the table's varied columns (pooled Q^2 for each), and finally fits the uptake layer on all
    media;
 4. :func:`save_growth_model` writes a model directory (:mod:`amnlib.modeldir`): the pre-trained
@@ -151,11 +151,11 @@ def medium_space(network: MetabolicNetwork, table: GrowthTable,
 
 
 def make_growth_folds(table: GrowthTable, n_splits: int = 5, seeds: Sequence[int] = (0,)):
-    """Stratified folds (:func:`amnlib.reservoir.make_folds`) over the table's media, strata =
+    """Stratified folds (:func:`amnlib.validation.make_folds`) over the table's media, strata =
     number of present table compounds; strata with fewer than ``n_splits`` media are merged with
     their neighbour (all into one stratum if needed). ``ValueError`` when there are fewer than
     ``2 * n_splits`` media (each held-out fold needs at least 2)."""
-    from amnlib.reservoir import make_folds
+    from amnlib.validation import make_folds
 
     n = len(table)
     if n_splits < 2:
@@ -274,12 +274,10 @@ def network_for(network: MetabolicNetwork, space: MediumSpace,
 
 def _fba_baselines(fba, space: MediumSpace, table: GrowthTable, folds, settings,
                    progress: bool) -> dict[str, Any]:
-    """FBA with default bounds (raw and scaled per fold) and with BFGS-fitted bounds."""
-    from amnlib.reservoir import cross_val_predict, fit_scale, optimize_uptakes
+    """FBA with default bounds (raw and scaled per fold) and with BFGS-fitted bounds
+    (:func:`amnlib.baselines.fba_predictions` on the table's medium space)."""
+    from amnlib.baselines import fba_predictions
 
-    y = table.growth
-    g0 = fba.growth(space.bounds(table.media))
-    scaled = cross_val_predict(lambda tr, te, s: fit_scale(g0[tr], y[tr]) * g0[te], folds, len(y))
     # bounds = C' * b: b = |p| (fitted, mmol/gDW/h per unit of the design) for the table's
     # compounds present somewhere, 1 for the others, whose C' carries their default bound
     C = space.design(table.media)
@@ -287,18 +285,10 @@ def _fba_baselines(fba, space: MediumSpace, table: GrowthTable, folds, settings,
                                        strict=False) if present]  # fmt: skip
     is_param = np.isin(space.in_ids, params)
     Cp = C * np.where(is_param, 1.0, space.unit_bounds)
-    x0 = 0.5 * float(np.median(space.scale))
-    full = optimize_uptakes(fba, Cp, y, params, default=1.0, x0=x0, maxiter=settings.bfgs_maxiter)
-    g_full = fba.growth(Cp * full.base(space.in_ids, default=1.0))
-
-    def bfgs_fold(tr: np.ndarray, te: np.ndarray, s: int) -> np.ndarray:
-        res = optimize_uptakes(fba, Cp[tr], y[tr], params, default=1.0, x0=x0,
-                               maxiter=settings.bfgs_cv_maxiter)
-        return fba.growth(Cp[te] * res.base(space.in_ids, default=1.0))
-
-    bfgs_cv = cross_val_predict(bfgs_fold, folds, len(y), progress=progress)
-    return {"default": g0, "scaled": scaled, "scale": fit_scale(g0, y), "bfgs": full,
-            "bfgs_full": g_full, "bfgs_cv": bfgs_cv}
+    return fba_predictions(fba, Cp, table.growth, folds, params, default=1.0,
+                           x0=0.5 * float(np.median(space.scale)),
+                           bounds=space.bounds(table.media), bfgs_maxiter=settings.bfgs_maxiter,
+                           bfgs_cv_maxiter=settings.bfgs_cv_maxiter, progress=progress)
 
 
 def fit_growth(
@@ -319,19 +309,15 @@ def fit_growth(
     pretrain_reservoir`; ``False`` none). ``log``: progress messages (``None``: silent);
     ``progress``: tqdm bars for the long stages.
     """
+    from amnlib.baselines import BASELINES, MediumFBA, baseline_predictions
     from amnlib.reservoir import (
-        BASELINES,
-        GrowthData,
-        MediumFBA,
-        baseline_predictions,
         evaluate_reservoir,
         fit_reservoir,
         learned_uptakes,
-        noise_ceiling,
-        pooled_q2,
         pretrain_reservoir,
     )
     from amnlib.runtime import pick_device, seed_everything
+    from amnlib.validation import noise_ceiling, pooled_q2
 
     log = log or (lambda *_: None)
     settings = settings or ReservoirSettings()
@@ -346,8 +332,6 @@ def fit_growth(
     C = space.design(table.media)
     varied = [i for k, i in enumerate(space.in_ids[: len(space.table_ids)])
               if np.ptp(C[:, k]) > 0]  # fmt: skip
-    data = GrowthData(C=C, in_ids=space.in_ids, carbon_ids=varied, y=y,
-                      replicates=table.replicates)
     stages: dict[str, float] = {}
     t0 = clock = time.perf_counter()
 
@@ -367,7 +351,8 @@ def fit_growth(
     base: dict[str, np.ndarray] = {}
     if varied:
         log(f"black-box baselines {list(BASELINES)} on {len(varied)} varied columns")
-        base = baseline_predictions(data, folds, ann_epochs=settings.ann_epochs,
+        X = C[:, [space.in_ids.index(i) for i in varied]]
+        base = baseline_predictions(X, y, folds, ann_epochs=settings.ann_epochs,
                                     trees=settings.trees)
     lap("baselines")
     size = settings.size_for(len(table))
@@ -383,7 +368,7 @@ def fit_growth(
     log(f"pre-trained: Q^2 {pre.q2:.3f} on held-out simulated media"
         + (" (from cache)" if pre.from_cache else ""))
     train = dict(epochs=settings.epochs, lr=settings.lr, exact_epochs=settings.exact_epochs)
-    res = evaluate_reservoir(pre, data, folds, fba, learn=settings.learn, seed=settings.seed,
+    res = evaluate_reservoir(pre, C, y, folds, fba, learn=settings.learn, seed=settings.seed,
                              progress=progress, **train)
     lap("reservoir_cv")
     log(f"reservoir cross-validated: Q^2 {res['q2']:.3f}")

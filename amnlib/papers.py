@@ -415,7 +415,7 @@ FIGURES: tuple[Figure, ...] = (
            "the published 110-media data set (the preprint used 73 media); iJO1366 offline",
            ("reservoir.json", "q2", "amn"), "Q2, 10-fold x 3 seeds"),
     Figure("Fig. 4C", "preprint", "out-of-the-box FBA (uptake 10 when present)",
-           "notebooks/04_reservoir", "Fig. 4C: out-of-the-box FBA", "amnlib.reservoir.fba_default",
+           "notebooks/04_reservoir", "Fig. 4C: out-of-the-box FBA", "amnlib.baselines.fba_default",
            ("fig4.fba_default_uptake",), "not reproduced",
            "our out-of-the-box FBA is far off too (R2 << 0 against the measured rates, about five "
            "times too large), but not uncorrelated: on the 110 media with iJO1366 its squared "
@@ -424,7 +424,7 @@ FIGURES: tuple[Figure, ...] = (
            ("reservoir.json", "q2", "fba_default"), "R2 against measured, no fit"),
     Figure("Fig. 4D", "preprint", "FBA with BFGS-optimised uptake bounds",
            "notebooks/04_reservoir", "Fig. 4D: uptake bounds fitted by BFGS",
-           "amnlib.reservoir.optimize_uptakes",
+           "amnlib.baselines.optimize_uptakes",
            ("fig4.fba_bfgs_r2", "fig4.bfgs_start"), "adapted",
            "BFGS starts at 1 (5 leaves iJO1366 O2-limited, zero gradient); 110 media",
            ("reservoir.json", "r2_full_data", "fba_bfgs"), "R2 fitted on all media"),

@@ -336,13 +336,13 @@ def test_generate_with_user_presence(textbook, tmp_path):
 
 
 def test_too_few_media_is_checked_before_any_computation(textbook, tmp_path, monkeypatch):
-    import amnlib.reservoir
+    import amnlib.baselines
     from amnlib.growth_workflow import ReservoirSettings, fit_growth
     from amnlib.userdata import read_growth_table
 
     table = read_growth_table(write_growth_table(tmp_path / "g.csv", n_media=9, replicates=1),
                               textbook)
-    monkeypatch.setattr(amnlib.reservoir, "MediumFBA", None)  # any computation would fail
+    monkeypatch.setattr(amnlib.baselines, "MediumFBA", None)  # any computation would fail
     with pytest.raises(ValueError, match="9 distinct media are too few for 5-fold"):
         fit_growth(textbook, table, ReservoirSettings(folds=5), log=None)
 

@@ -1,21 +1,27 @@
-"""Chapter 4 (reservoir, Fig. 4): folds, noise ceiling, FBA engine and its reduced-cost
-gradient, BFGS uptakes, baselines, batched-fold reservoir, uptake export."""
+"""Chapter 4 (reservoir, Fig. 4): the 110-media data (:mod:`amnlib.experiments.reservoir`),
+folds and noise ceiling (:mod:`amnlib.validation`), the FBA engine and its reduced-cost gradient,
+BFGS uptakes and black boxes (:mod:`amnlib.baselines`), the batched-fold reservoir and its uptake
+export (:mod:`amnlib.reservoir`)."""
 
 import numpy as np
 import pytest
 import torch
 
+from amnlib import baselines as bl
 from amnlib import reservoir as rc
+from amnlib import validation as cv
+from amnlib.experiments import reservoir as fig4
+from amnlib.metrics import r2
 
 
 @pytest.fixture(scope="module")
 def data():
-    return rc.load_growth_data()
+    return fig4.load_growth_data()
 
 
 @pytest.fixture(scope="module")
 def fba(ijo1366, data):
-    return rc.MediumFBA(ijo1366, data.in_ids)
+    return bl.MediumFBA(ijo1366, data.in_ids)
 
 
 # ------------------------------------------------------------------ data, folds, metrics
@@ -29,7 +35,7 @@ def test_growth_data(data):
 
 
 def test_folds_stratified_and_repeated(data):
-    folds = rc.make_folds(data.n_carbon, 10, (0, 1, 2))
+    folds = cv.make_folds(data.n_carbon, 10, (0, 1, 2))
     assert len(folds) == 30
     for seed in (0, 1, 2):
         tests = np.concatenate([f.test for f in folds if f.seed == seed])
@@ -40,32 +46,32 @@ def test_folds_stratified_and_repeated(data):
         assert (data.n_carbon[f.test] == 1).sum() == 1
         assert (data.n_carbon[f.test] == 4).sum() == 4
     assert not np.array_equal(folds[0].test, folds[10].test)  # seeds shuffle differently
-    again = rc.make_folds(data.n_carbon, 10, (0, 1, 2))
+    again = cv.make_folds(data.n_carbon, 10, (0, 1, 2))
     assert all(np.array_equal(a.test, b.test) for a, b in zip(folds, again, strict=True))
 
 
 def test_pooled_q2_and_cross_val_predict(data):
     y = np.array([1.0, 2.0, 3.0, 4.0])
-    assert rc.pooled_q2(y, np.stack([y, y])) == 1.0
+    assert cv.pooled_q2(y, np.stack([y, y])) == 1.0
     # pooled: SS_res = 2 * 4 (second repetition off by 2 everywhere... here by 1)
-    assert rc.pooled_q2(y, np.stack([y, y + 1])) == pytest.approx(1 - 4 / 10)
-    folds = rc.make_folds(data.n_carbon, 5, (0,))
-    held = rc.cross_val_predict(lambda tr, te, s: np.full(len(te), data.y[tr].mean()), folds, 110)
+    assert cv.pooled_q2(y, np.stack([y, y + 1])) == pytest.approx(1 - 4 / 10)
+    folds = cv.make_folds(data.n_carbon, 5, (0,))
+    held = cv.cross_val_predict(lambda tr, te, s: np.full(len(te), data.y[tr].mean()), folds, 110)
     assert held.shape == (1, 110)
-    assert rc.pooled_q2(data.y, held) < 0.0  # the training mean does worse than the true mean
+    assert cv.pooled_q2(data.y, held) < 0.0  # the training mean does worse than the true mean
     with pytest.raises(ValueError, match="shape"):
-        rc.cross_val_predict(lambda tr, te, s: np.zeros(3), folds, 110)
+        cv.cross_val_predict(lambda tr, te, s: np.zeros(3), folds, 110)
 
 
 def test_noise_ceiling(data):
-    c = rc.noise_ceiling(data.replicates)
+    c = cv.noise_ceiling(data.replicates)
     assert c["loo_replicate"] == pytest.approx(0.9025, abs=1e-3)
     assert c["replicate_vs_mean"] == pytest.approx(0.9414, abs=1e-3)
     assert c["mean_known"] == pytest.approx(0.9767, abs=1e-3)
     exact = np.array([[1.0, 1.0, np.nan], [2.0, 2.0, 2.0], [4.0, 4.0, np.nan]])
-    assert rc.noise_ceiling(exact)["loo_replicate"] == 1.0
+    assert cv.noise_ceiling(exact)["loo_replicate"] == 1.0
     with pytest.raises(ValueError, match="fewer than 2"):
-        rc.noise_ceiling(np.array([[1.0, np.nan], [2.0, 2.1]]))
+        cv.noise_ceiling(np.array([[1.0, np.nan], [2.0, 2.1]]))
 
 
 # ------------------------------------------------------------------ FBA
@@ -100,17 +106,17 @@ def test_reduced_cost_gradient_matches_finite_differences(data, fba):
 
 
 def test_out_of_the_box_fba(data, fba):
-    g0 = rc.fba_default(fba, data.C)
+    g0 = bl.fba_default(fba, data.C)
     assert g0.min() > 0.8  # 5x the measured rates: bounds of 10 are far too generous
-    assert rc.r2(data.y, g0) < -100
+    assert r2(data.y, g0) < -100
     assert np.corrcoef(g0, data.y)[0, 1] ** 2 == pytest.approx(0.5296, abs=2e-3)
-    a = rc.fit_scale(g0, data.y)
-    assert rc.r2(data.y, a * g0) == pytest.approx(0.5287, abs=2e-3)  # paper (iML1515): 0.518
+    a = bl.fit_scale(g0, data.y)
+    assert r2(data.y, a * g0) == pytest.approx(0.5287, abs=2e-3)  # paper (iML1515): 0.518
 
 
 def test_bfgs_uptakes_reduce_the_error(data, fba):
     rows = np.arange(0, 110, 4)
-    res = rc.optimize_uptakes(fba, data.C[rows], data.y[rows], data.organic_ids, maxiter=6)
+    res = bl.optimize_uptakes(fba, data.C[rows], data.y[rows], data.organic_ids, maxiter=6)
     assert res.n_lp == res.n_evaluations * len(rows)  # one LP per medium and evaluation
     assert res.loss[-1] < 0.1 * res.loss[0]
     assert set(res.bounds) == set(data.organic_ids)
@@ -118,21 +124,21 @@ def test_bfgs_uptakes_reduce_the_error(data, fba):
     g = fba.growth(data.C[rows] * res.base(data.in_ids))
     assert np.mean((g - data.y[rows]) ** 2) == pytest.approx(min(res.loss), rel=1e-6)
     with pytest.raises(ValueError, match="EX_nope"):
-        rc.optimize_uptakes(fba, data.C, data.y, ["EX_nope_e_i"])
+        bl.optimize_uptakes(fba, data.C, data.y, ["EX_nope_e_i"])
 
 
 # ------------------------------------------------------------------ black-box baselines
 def test_baselines_on_shared_folds(data):
-    folds = rc.make_folds(data.n_carbon, 5, (0,))
-    held = rc.baseline_predictions(data, folds, ["ols", "random_forest"], trees=30)
-    q2 = {k: rc.pooled_q2(data.y, v) for k, v in held.items()}
+    folds = cv.make_folds(data.n_carbon, 5, (0,))
+    held = bl.baseline_predictions(data.carbon, data.y, folds, ["ols", "random_forest"], trees=30)
+    q2 = {k: cv.pooled_q2(data.y, v) for k, v in held.items()}
     assert 0.7 < q2["ols"] < 0.85  # growth is nearly additive in the carbon sources
     assert 0.5 < q2["random_forest"] < 0.8
     X = data.carbon.astype(float)
     y_lin = 0.1 + X @ np.linspace(0.01, 0.1, 10)
-    assert np.allclose(rc.ols_predict(X, y_lin, X), y_lin)  # OLS recovers a linear law
+    assert np.allclose(bl.ols_predict(X, y_lin, X), y_lin)  # OLS recovers a linear law
     with pytest.raises(ValueError, match="unknown baseline"):
-        rc.baseline_predictions(data, folds, ["svm"])
+        bl.baseline_predictions(data.carbon, data.y, folds, ["svm"])
 
 
 # ------------------------------------------------------------------ reservoir
@@ -166,7 +172,7 @@ def test_batched_folds_are_independent(toy_reservoir, data):
     with torch.no_grad():  # targets the reservoir can reach: its growth at uptakes (0.5..1.5) C
         V_true = torch.as_tensor(C * np.linspace(0.5, 1.5, 6), dtype=torch.float64)
         y = amn(V_true)[:, amn.biomass_index].numpy()
-    folds = rc.make_folds(C[:, 1:].sum(axis=1).astype(int).clip(1, 3), 4, (0,))
+    folds = cv.make_folds(C[:, 1:].sum(axis=1).astype(int).clip(1, 3), 4, (0,))
     held, train_r2, model = rc.cross_val_reservoir(toy_reservoir, C, y, folds, epochs=150,
                                                    lr=0.05)  # fmt: skip
     assert held.shape == (1, 40) and train_r2.shape == (4,)
@@ -199,9 +205,9 @@ def test_learned_uptakes_export(toy_reservoir, textbook):
 def test_experiment_registered():
     from amnlib.experiments import EXPERIMENTS
 
-    assert EXPERIMENTS["reservoir"][0] == "amnlib.reservoir:run"
+    assert EXPERIMENTS["reservoir"][0] == "amnlib.experiments.reservoir:run"
     keys = {"amn", "ann", "random_forest", "fba_scaled", "fba_bfgs"}
-    assert keys <= set(rc.PAPER) and rc.sizes(True)["n_splits"] < rc.sizes(False)["n_splits"]
+    assert keys <= set(fig4.PAPER) and fig4.sizes(True)["n_splits"] < fig4.sizes(False)["n_splits"]
 
 
 def test_learn_only_varied_uptakes(toy_reservoir):
@@ -224,8 +230,8 @@ def qp_reservoir(data, tmp_path_factory):
     """Fast-mode AMN-QP reservoir on iJO1366 (220 simulated media, 20 epochs), cached in a
     temporary folder."""
     torch.set_num_threads(1)
-    net, _ = rc.load_network("iJO1366", data.in_ids)
-    sz = rc.sizes(True)
+    net, _ = fig4.load_network("iJO1366", data.in_ids)
+    sz = fig4.sizes(True)
     folder = tmp_path_factory.mktemp("reservoirs")
     kw = dict(size=sz["pretrain_size"], batch_size=sz["pretrain_batch"], lr=sz["pretrain_lr"],
               device=torch.device("cpu"))
@@ -269,18 +275,18 @@ def test_growth_through_the_whole_amn_and_through_its_prior(qp_reservoir, data):
 
 def test_mechanistic_reservoir_learns_measured_growth(qp_reservoir, data):
     pre = qp_reservoir[0]
-    folds = rc.make_folds(data.n_carbon, 5, (0,))
-    sz = rc.sizes(True)
+    folds = cv.make_folds(data.n_carbon, 5, (0,))
+    sz = fig4.sizes(True)
     held, train_r2, model = rc.cross_val_reservoir(
         pre, data.C, data.y, folds, epochs=sz["reservoir_epochs"],
         exact_epochs=sz["exact_epochs"], learn="varied",
     )  # fmt: skip
-    q2 = rc.pooled_q2(data.y, held)
+    q2 = cv.pooled_q2(data.y, held)
     assert 0.5 < q2 < 0.9 and train_r2.mean() > q2 - 0.05
     V = rc.held_out_uptakes(model, data.C, folds)
     shift = rc.domain_shift(V, data.C, pre)
     assert shift["fraction_off_domain"] == 0.0  # only the carbon sources were learned
-    fba = rc.MediumFBA(pre.network, data.in_ids)
+    fba = bl.MediumFBA(pre.network, data.in_ids)
     g = fba.growth(V[0])
     # on the reservoir's domain FBA with the learned bounds reproduces the reservoir's growth
     assert np.corrcoef(g, held[0])[0, 1] > 0.9

@@ -74,7 +74,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
         "Fig. 1: learn the toy network's RNN-W weights from pFBA fluxes, V^30 vs COBRApy",
     ),
     "reservoir": (
-        "amnlib.reservoir:run",
+        "amnlib.experiments.reservoir:run",
         "Fig. 4: AMN reservoir vs FBA/BFGS/OLS/XGBoost/RF/ANN on 110 measured E. coli media",
     ),
     "solvers": (

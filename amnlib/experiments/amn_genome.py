@@ -88,7 +88,7 @@ def load_genome_network(prefer: str = "iML1515", spec: str = "iML1515") -> tuple
     """The genome-scale network with the uptakes of ``spec`` as its medium columns: ``prefer``
     when COBRApy can load it, else iJO1366 (offline). Returns ``(network, notes)``."""
     from amnlib.data import load_medium_spec
-    from amnlib.reservoir import load_network
+    from amnlib.experiments.reservoir import load_network
 
     return load_network(prefer, list(load_medium_spec(spec).index))
 
