@@ -39,9 +39,22 @@ import numpy as np
 import pandas as pd
 import torch
 
+from amnlib.baselines import BASELINES, MediumFBA, baseline_predictions, fba_predictions
 from amnlib.metrics import r2
 from amnlib.network import SUFFIX_IN, MetabolicNetwork
+from amnlib.reservoir import (
+    LEARN,
+    ReservoirModel,
+    evaluate_reservoir,
+    fit_reservoir,
+    learned_uptakes,
+    pretrain_reservoir,
+    reservoir_predict,
+)
+from amnlib.reservoir import media_dicts as medium_rows
+from amnlib.runtime import pick_device, seed_everything
 from amnlib.userdata import GrowthTable
+from amnlib.validation import make_folds, merge_strata, noise_ceiling, pooled_q2
 
 KIND = "growth-reservoir"
 #: Uptake bound (mmol/gDW/h) of a present compound of a presence (0/1) table.
@@ -155,8 +168,6 @@ def make_growth_folds(table: GrowthTable, n_splits: int = 5, seeds: Sequence[int
     number of present table compounds; strata with fewer than ``n_splits`` media are merged with
     their neighbour (all into one stratum if needed). ``ValueError`` when there are fewer than
     ``2 * n_splits`` media (each held-out fold needs at least 2)."""
-    from amnlib.validation import make_folds
-
     n = len(table)
     if n_splits < 2:
         raise ValueError(f"--folds must be >= 2, got {n_splits}")
@@ -165,25 +176,6 @@ def make_growth_folds(table: GrowthTable, n_splits: int = 5, seeds: Sequence[int
                          f"at least {2 * n_splits} needed (or fewer folds)")
     strata = merge_strata((table.media > 0).sum(axis=1), n_splits)
     return make_folds(strata, n_splits, seeds)
-
-
-def merge_strata(labels: np.ndarray, minimum: int) -> np.ndarray:
-    """Integer strata (n,) in which every stratum has at least ``minimum`` members: labels are
-    taken in increasing order and accumulated until a group is large enough; a small remainder
-    joins the last group."""
-    labels = np.asarray(labels, dtype=int)
-    values, counts = np.unique(labels, return_counts=True)
-    group, acc, out = 0, 0, {}
-    for v, c in zip(values, counts, strict=True):
-        out[v] = group
-        acc += c
-        if acc >= minimum:
-            group, acc = group + 1, 0
-    if acc and group > 0:  # the last values did not make a full group: join the previous one
-        for v in values:
-            if out[v] == group:
-                out[v] = group - 1
-    return np.array([out[v] for v in labels])
 
 
 # ============================================================================ settings, fit
@@ -233,8 +225,6 @@ class ReservoirSettings:
             raise ValueError(f"folds must be >= 2, got {self.folds}")
         if not 0 <= self.exact_epochs <= self.epochs:
             raise ValueError(f"exact_epochs must be in [0, epochs], got {self.exact_epochs}")
-        from amnlib.reservoir import LEARN
-
         if self.learn not in LEARN:
             raise ValueError(f"learn must be one of {LEARN}, got {self.learn!r}")
 
@@ -276,8 +266,6 @@ def _fba_baselines(fba, space: MediumSpace, table: GrowthTable, folds, settings,
                    progress: bool) -> dict[str, Any]:
     """FBA with default bounds (raw and scaled per fold) and with BFGS-fitted bounds
     (:func:`amnlib.baselines.fba_predictions` on the table's medium space)."""
-    from amnlib.baselines import fba_predictions
-
     # bounds = C' * b: b = |p| (fitted, mmol/gDW/h per unit of the design) for the table's
     # compounds present somewhere, 1 for the others, whose C' carries their default bound
     C = space.design(table.media)
@@ -309,16 +297,6 @@ def fit_growth(
     pretrain_reservoir`; ``False`` none). ``log``: progress messages (``None``: silent);
     ``progress``: tqdm bars for the long stages.
     """
-    from amnlib.baselines import BASELINES, MediumFBA, baseline_predictions
-    from amnlib.reservoir import (
-        evaluate_reservoir,
-        fit_reservoir,
-        learned_uptakes,
-        pretrain_reservoir,
-    )
-    from amnlib.runtime import pick_device, seed_everything
-    from amnlib.validation import noise_ceiling, pooled_q2
-
     log = log or (lambda *_: None)
     settings = settings or ReservoirSettings()
     settings.check()
@@ -376,7 +354,7 @@ def fit_growth(
                           progress=progress, **train)
     lap("reservoir_fit")
     uptakes = learned_uptakes(model, C, space.in_ids, index=table.medium_ids)
-    g_fit = _predict(model, C)
+    g_fit = reservoir_predict(model, C)
     g_fba_fit = fba.growth(uptakes.to_numpy())
     q2 = {
         "reservoir": res["q2"],
@@ -416,19 +394,11 @@ def fit_growth(
     return GrowthFit(net, space, table, settings, pre, model, report, res["held"][0], uptakes)
 
 
-def _predict(model, C: np.ndarray) -> np.ndarray:
-    from amnlib.reservoir import reservoir_predict
-
-    return reservoir_predict(model, C)
-
-
 # ============================================================================ save / load
 def media_dicts(uptakes: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Learned uptakes (media x ``_i`` columns, mmol/gDW/h) as COBRApy media ``{medium id:
     {exchange id: bound}}``: assign one to ``model.medium`` to run FBA with the learned bounds."""
-    from amnlib.reservoir import media_dicts as rows
-
-    return {str(k): d for k, d in zip(uptakes.index, rows(uptakes), strict=True)}
+    return {str(k): d for k, d in zip(uptakes.index, medium_rows(uptakes), strict=True)}
 
 
 def _layer_state(model) -> dict[str, torch.Tensor]:
@@ -488,12 +458,10 @@ class GrowthModel:
     def predict(self, media: np.ndarray) -> np.ndarray:
         """Growth (n,) (h^-1) of media (n, n_table) given as in the training table (same
         columns, :attr:`MediumSpace.table_ids`)."""
-        return _predict(self.model, self.space.design(media))
+        return reservoir_predict(self.model, self.space.design(media))
 
     def uptakes(self, media: np.ndarray, index: Sequence[Any] | None = None) -> pd.DataFrame:
         """Learned uptakes (n, n_cols) (mmol/gDW/h) of media (n, n_table)."""
-        from amnlib.reservoir import learned_uptakes
-
         return learned_uptakes(self.model, self.space.design(media), self.space.in_ids, index)
 
 
@@ -503,8 +471,6 @@ def load_growth_model(directory: str | Path, network: MetabolicNetwork | str | P
     it onto (``ValueError`` if it is not the network it was trained on); default the COBRA model
     saved with it."""
     from amnlib.modeldir import check_network, read_manifest
-    from amnlib.reservoir import ReservoirModel
-    from amnlib.runtime import pick_device
     from amnlib.training import load_model
 
     directory = Path(directory)
@@ -618,5 +584,5 @@ def predict_media(gm: GrowthModel, media: MediaTable) -> tuple[pd.DataFrame, dic
 
 __all__ = ["DEFAULT_UPTAKE_MAX", "GrowthFit", "GrowthModel", "MediaTable", "MediumSpace",
            "ReservoirSettings", "fit_growth", "load_growth_model", "make_growth_folds",
-           "media_dicts", "medium_space", "merge_strata", "predict_media", "read_media_table",
+           "media_dicts", "medium_space", "predict_media", "read_media_table",
            "save_growth_model"]

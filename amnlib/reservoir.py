@@ -464,6 +464,16 @@ def _train_reservoir(
     model.eval()
 
 
+def _new_reservoir(pre: Pretrained, learn: str, seed: int,
+                   n_models: int = 1) -> tuple[ReservoirModel, Tensor]:
+    """A fresh :class:`ReservoirModel` on ``pre`` (uptake layers seeded by ``seed``), on the
+    device and dtype of the AMN; returns it with one AMN parameter (device/dtype reference)."""
+    torch.manual_seed(int(seed))
+    p = next(pre.amn.parameters())
+    model = ReservoirModel(pre.amn, pre.vmax, n_models=n_models, **_layer_args(pre, learn))
+    return model.to(device=p.device, dtype=p.dtype), p
+
+
 def fit_reservoir(
     pre: Pretrained,
     C: np.ndarray,
@@ -478,10 +488,7 @@ def fit_reservoir(
     """Train the uptake layer of a new :class:`ReservoirModel` on measured growth ``y``
     (batch,) (h^-1) of media ``C`` (batch, n_in), the AMN frozen (full-batch Adam on the MSE;
     the last ``exact_epochs`` through the whole AMN, see :func:`cross_val_reservoir`)."""
-    torch.manual_seed(int(seed))
-    p = next(pre.amn.parameters())
-    model = ReservoirModel(pre.amn, pre.vmax, **_layer_args(pre, learn))
-    model = model.to(device=p.device, dtype=p.dtype)
+    model, p = _new_reservoir(pre, learn, seed)
     Ct = torch.as_tensor(np.asarray(C), dtype=p.dtype, device=p.device)
     yt = torch.as_tensor(np.asarray(y), dtype=p.dtype, device=p.device)
     _train_reservoir(model, Ct, yt, torch.ones(1, len(yt), dtype=p.dtype, device=p.device),
@@ -519,11 +526,8 @@ def cross_val_reservoir(
 
     Returns ``(held_out (n_seeds, n) predictions, train_r2 (n_folds,), model)``.
     """
-    torch.manual_seed(int(seed))
-    p = next(pre.amn.parameters())
     F, n = len(folds), len(y)
-    model = ReservoirModel(pre.amn, pre.vmax, n_models=F, **_layer_args(pre, learn))
-    model = model.to(device=p.device, dtype=p.dtype)
+    model, p = _new_reservoir(pre, learn, seed, n_models=F)
     mask = np.zeros((F, n))
     for k, f in enumerate(folds):
         mask[k, f.train] = 1.0

@@ -19,7 +19,7 @@ import numpy as np
 
 from amnlib.metrics import r2
 
-__all__ = ["Fold", "FitPredict", "make_folds", "pooled_q2", "noise_ceiling",
+__all__ = ["Fold", "FitPredict", "make_folds", "merge_strata", "pooled_q2", "noise_ceiling",
            "cross_val_predict"]
 
 
@@ -56,6 +56,25 @@ def make_folds(
         for k, (tr, te) in enumerate(skf.split(np.zeros(len(strata)), strata)):
             folds.append(Fold(int(seed), k, np.sort(tr), np.sort(te)))
     return folds
+
+
+def merge_strata(labels: np.ndarray, minimum: int) -> np.ndarray:
+    """Integer strata (n,) in which every stratum has at least ``minimum`` members: labels are
+    taken in increasing order and accumulated until a group is large enough; a small remainder
+    joins the last group."""
+    labels = np.asarray(labels, dtype=int)
+    values, counts = np.unique(labels, return_counts=True)
+    group, acc, out = 0, 0, {}
+    for v, c in zip(values, counts, strict=True):
+        out[v] = group
+        acc += c
+        if acc >= minimum:
+            group, acc = group + 1, 0
+    if acc and group > 0:  # the last values did not make a full group: join the previous one
+        for v in values:
+            if out[v] == group:
+                out[v] = group - 1
+    return np.array([out[v] for v in labels])
 
 
 def pooled_q2(y: np.ndarray, held_out: np.ndarray) -> float:

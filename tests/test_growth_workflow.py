@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from amnlib.cli import main
+from amnlib.reservoir import reservoir_predict
 
 #: Hidden uptake bounds (mmol/gDW/h) of the carbon sources in the "measured" media.
 TRUE_BOUNDS = {"EX_glc__D_e": 6.0, "EX_fru_e": 4.0, "EX_succ_e": 8.0, "EX_mal__L_e": 3.0,
@@ -301,7 +302,7 @@ def test_interrupted_runs_leave_nothing(fitted, tmp_path, monkeypatch, capsys):
 
 # ------------------------------------------------------------------------------ pieces
 def test_merge_strata():
-    from amnlib.growth_workflow import merge_strata
+    from amnlib.validation import merge_strata
 
     labels = np.array([1] * 6 + [2] * 7 + [3] * 2 + [4] * 1)
     merged = merge_strata(labels, 5)
@@ -336,13 +337,13 @@ def test_generate_with_user_presence(textbook, tmp_path):
 
 
 def test_too_few_media_is_checked_before_any_computation(textbook, tmp_path, monkeypatch):
-    import amnlib.baselines
+    import amnlib.growth_workflow
     from amnlib.growth_workflow import ReservoirSettings, fit_growth
     from amnlib.userdata import read_growth_table
 
     table = read_growth_table(write_growth_table(tmp_path / "g.csv", n_media=9, replicates=1),
                               textbook)
-    monkeypatch.setattr(amnlib.baselines, "MediumFBA", None)  # any computation would fail
+    monkeypatch.setattr(amnlib.growth_workflow, "MediumFBA", None)  # any computation would fail
     with pytest.raises(ValueError, match="9 distinct media are too few for 5-fold"):
         fit_growth(textbook, table, ReservoirSettings(folds=5), log=None)
 
@@ -385,8 +386,6 @@ def test_bound_table_through_the_api(textbook, tmp_path, one_thread, monkeypatch
     assert q2["reservoir"] > 0.85  # measured 0.944 (BFGS 0.982, OLS 1.000, XGBoost 0.635)
     save_growth_model(fit, tmp_path / "model")
     gm = load_growth_model(tmp_path / "model", textbook)
-    from amnlib.reservoir import reservoir_predict
-
     np.testing.assert_array_equal(gm.predict(table.media),
                                   reservoir_predict(fit.model, fit.space.design(table.media)))
     new = pd.DataFrame({"EX_succ_e": [2.0, 40.0], "EX_glc__D_e": [3.0, 3.0]})
