@@ -145,6 +145,36 @@ def test_nonconverged_media_warn_and_are_nan(ijo1366):
     assert not kept.converged.any()
 
 
+def _carbon_free(net: MetabolicNetwork) -> dict[str, float]:
+    """The model's own medium without any uptake of a carbon-containing compound."""
+    model = net.model
+    return {ex: v for ex, v in model.medium.items()
+            if not any("C" in m.elements for m in model.reactions.get_by_id(ex).metabolites)}
+
+
+@pytest.mark.parametrize("name", ["iJO1366", "salmonella"])
+def test_genome_scale_infeasible_media_are_certified(name, ijo1366, salmonella):
+    """Carbon-free media at genome scale: ATPM's forced flux (iJO1366 3.15, salmonella 8.39
+    mmol/gDW/h) has no energy source, so COBRApy reports 'infeasible'. PDHG must certify them
+    infeasible (a Farkas ray, see amnlib.solvers.infeasibility) within the default budget, not
+    run to the iteration cap (before: 202,600 iterations on iJO1366, then a warning)."""
+    net = ijo1366 if name == "iJO1366" else salmonella
+    medium = _carbon_free(net)
+    assert len(medium) < len(net.model.medium)
+    with net.model as model:
+        model.medium = medium
+        assert model.optimize().status == "infeasible"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        rep = sv.fast_fba(net, [medium])
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert rep.infeasible.all() and not rep.converged.any()
+    assert rep.status == ["infeasible"]
+    assert rep.iterations < sv.default_iterations(646, 1394)  # iJO1366's lumped size
+    assert np.isnan(rep.growth.numpy()).all()
+    print(name, "certified infeasible after", rep.iterations, "iterations")
+
+
 def test_textbook_knockouts_and_infeasible_media(textbook):
     """E. coli core with random knock-outs and random media, some infeasible (no carbon source
     or an essential reaction knocked out): feasible ones within 1% of COBRApy, infeasible ones

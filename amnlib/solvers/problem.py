@@ -312,6 +312,13 @@ class SolverReport:
     def all_converged(self) -> bool:
         return bool(self.converged.all())
 
+    @property
+    def status(self) -> list[str]:
+        """Per medium: ``"converged"``, ``"infeasible"`` (proven) or ``"not converged"``."""
+        inf = self.infeasible if self.infeasible is not None else torch.zeros_like(self.converged)
+        return ["converged" if c else "infeasible" if i else "not converged"
+                for c, i in zip(self.converged.tolist(), inf.tolist(), strict=True)]
+
     def summary(self) -> dict[str, Any]:
         """JSON-friendly summary (iterations, seconds, worst violation, converged count)."""
         return {
