@@ -93,19 +93,53 @@ def _spectral_norm(M: Tensor, iterations: int = 300) -> float:
     return 1.01 * sigma
 
 
+def _halpern_dense_py(
+    xc: Tensor, yc: Tensor, x0c: Tensor, y0c: Tensor, count: Tensor, steps: int,
+    tau_c: Tensor, sigma_c: Tensor, ncsc: Tensor, bsc: Tensor, lsc: Tensor, usc: Tensor,
+    A: Tensor, AT: Tensor, reflection: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The loop of :func:`_halpern_block` for dense ``A (p, n)``, ``AT = A^T``, in column
+    layout, with the products fused into ``addmm`` (``ncsc = -c'`` as ``(n, 1)``)."""
+    xn, yn, xp, yp = xc, yc, xc, yc
+    for k in range(steps):
+        lam = (count + (k + 1)) / (count + (k + 2))  # (1, batch)
+        xn = torch.clamp(torch.addcmul(xc, tau_c, torch.addmm(ncsc, AT, yc)), lsc, usc)
+        xe = torch.lerp(xc, xn, 2.0)
+        yn = torch.addcmul(yc, sigma_c, torch.addmm(bsc, A, xe, alpha=-1.0))
+        if reflection == 1.0:
+            xr, yr = xe, torch.lerp(yc, yn, 2.0)
+        else:
+            xr, yr = torch.lerp(xc, xn, 1.0 + reflection), torch.lerp(yc, yn, 1.0 + reflection)
+        xp, yp = xc, yc
+        xc, yc = torch.lerp(x0c, xr, lam), torch.lerp(y0c, yr, lam)
+    return xc, yc, xn, yn, xp, yp
+
+
+with warnings.catch_warnings():  # TorchScript removes the Python overhead of the loop
+    warnings.simplefilter("ignore", DeprecationWarning)
+    _halpern_dense = torch.jit.script(_halpern_dense_py)
+
+
 def _halpern_block(
     x: Tensor, y: Tensor, x0: Tensor, y0: Tensor, count: Tensor, steps: int,
     tau: Tensor, sigma: Tensor, cs: Tensor, bs: Tensor, ls: Tensor, us: Tensor,
     col_a: Any, col_at: Any, reflection: float, record: set[int],
+    dense: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Any, ...]:
     """``steps`` reflected Halpern PDHG iterations on ``(batch, n)`` / ``(batch, p)`` states,
     run in column layout ``(n, batch)`` where the sparse products need no transposes (about
     twice as fast at genome scale). Returns ``x, y`` (Halpern iterates), ``xT, yT`` (last PDHG
     step) and ``x_prev, y_prev`` (the iterates before it), all ``(batch, .)``, and
-    ``{k: xT}`` (detached) for the steps ``k`` (1-based) listed in ``record``."""
+    ``{k: xT}`` (detached) for the steps ``k`` (1-based) listed in ``record``. ``dense``:
+    ``(A, A^T)`` of a dense problem, whose blocks without snapshots run as one TorchScript
+    loop (:func:`_halpern_dense`; textbook, 1,000 media: 0.97 s -> 0.82 s)."""
     t = [z.T.contiguous() for z in (x, y, x0, y0, bs, ls, us)]
     xc, yc, x0c, y0c, bsc, lsc, usc = t
     tau_c, sigma_c, csc = tau.T, sigma.T, cs[:, None]
+    if dense is not None and not record:  # E. coli core: one TorchScript loop, fused products
+        out = _halpern_dense(xc, yc, x0c, y0c, count.T.contiguous(), steps, tau_c, sigma_c,
+                             -csc, bsc, lsc, usc, dense[0], dense[1], reflection)
+        return (*(z.T for z in out), {})
     xn = yn = xp = yp = xc
     snaps: dict[int, Tensor] = {}
     for k in range(steps):
@@ -421,9 +455,9 @@ def _pdhg(
             from scipy.sparse import csr_matrix
 
             sparse_a64.append(csr_matrix(As64.cpu().numpy()))
+        bound = big.detach().double().cpu().numpy()
         for i in (score > 1e-3).nonzero().flatten().tolist():
             d = dirs[int(best[i])][i].detach().double().cpu().numpy()
-            bound = (big * torch.ones_like(ls[i])).double().cpu().numpy()
             out[i] = repair_ray(
                 sparse_a64[0], d, bs[i].detach().double().cpu().numpy(),
                 ls[i].detach().double().cpu().numpy(), us[i].detach().double().cpu().numpy(),
@@ -450,6 +484,7 @@ def _pdhg(
                 x, y, xT, yT, x_prev, y_prev, snaps = _halpern_block(
                     x, y, x0, y0, count, steps, eta / w, eta * w, cs, bs, ls, us, col_a,
                     col_at, reflection, {r - it for r in record if it < r <= it + steps},
+                    dense=None if sparse else (As, AsT),
                 )
                 for k, xt in snaps.items():
                     history[it + k] = out_x.detach().index_copy(0, active, xt) * dc
