@@ -234,6 +234,18 @@ def solve_pdhg(
     raise a ``RuntimeWarning`` naming them; with ``nonconverged="nan"`` (default) every
     failed medium (also the infeasible ones) gets NaN fluxes, growth and duals, with
     ``"keep"`` the last iterates (what unrolled gradients and convergence curves need).
+
+    Known limit: knock-outs that leave a trace biomass precursor unobtainable (growth 0 for
+    COBRApy) make the LP ill-posed for a tolerance-based solver. Its dual price is unbounded
+    on the optimal face, so the dual never settles: salmonella (test seed 1166933440, medium
+    4: PSSA180, FECRMR2, NAt3pp knocked out) drifts from growth 0.61 to 0 over 213,000
+    iterations with the relative dual residual still 3-9% (tol 1e-3) at the 243,200 cap, and
+    a ray test of "growth >= 1e-5 is infeasible" on that dual fails (2% of its mass on
+    unbounded sides). Worse, iJO1366 (test seed 213014871, medium 2: FMNAT knocked out) stops
+    at growth 1.73 h^-1 with FAD's and FADH2's rows each 1.9e-4 short, within the norm
+    tolerance, while the optimum is 0. Requiring each row to meet 60% of the objective's
+    demand there turns that medium into "not converged" but doubles salmonella's own
+    medium's iterations (73,000 -> 146,000), so it is not applied.
     """
     if max_iterations is not None and max_iterations < 1:
         raise ValueError(
