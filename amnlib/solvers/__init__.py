@@ -13,7 +13,9 @@ of media (tensors ``(batch, n)``; device and dtype follow the inputs), through o
 * :mod:`~amnlib.solvers.reduce` -- exact presolve, twin merging and lumping (:func:`presolve`,
   :func:`twin_columns`, :func:`reduction_sizes`);
 * :mod:`~amnlib.solvers.pdhg` -- beyond the paper: restarted, preconditioned PDHG (PDLP-style)
-  that also handles genome-scale models (:func:`solve_pdhg`, :func:`fast_fba`).
+  that also handles genome-scale models (:func:`solve_pdhg`, :func:`fast_fba`); its numerical
+  kernels (scaling, Halpern blocks) in :mod:`~amnlib.solvers.kernels`, its certificates of
+  infeasibility (Farkas rays, repaired in float64) in :mod:`~amnlib.solvers.infeasibility`.
 
 The layers used inside AMNs (AMN-QP, AMN-LP) are in :mod:`amnlib.layers`; the paper's Fig. 2
 experiment is :mod:`amnlib.experiments.solvers`. All solvers are plain torch code: gradients flow
