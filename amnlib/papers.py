@@ -458,7 +458,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("Slides, hidden species", "crnn_slides", "X_i + X_j <-> Z, Z + X_k -> products, "
            "proposed as the exact representation training fails to find",
            "notebooks/06_crnn", "Higher-order reactions from second-order ones",
-           "amnlib.crnn.pre_equilibrium_mechanism", (), "extended",
+           "amnlib.experiments.crnn.pre_equilibrium_mechanism", (), "extended",
            "the slides propose it ('one of the parameters should be infinity'); the book "
            "builds it and studies its stiffness"),
 )

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from amnlib import crnn, discovery
+from amnlib.experiments import crnn as chapter
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -50,7 +51,7 @@ def _machine(load_before) -> dict[str, object]:
 def recover_record(fast: bool) -> dict[str, object]:
     load_before = os.getloadavg()
     start = time.perf_counter()
-    report = crnn.run(fast=fast)
+    report = chapter.run(fast=fast)
     wall = time.perf_counter() - start
     m = report.metrics
     print(report.table())
@@ -81,11 +82,13 @@ def _test_module():
     return module
 
 
-def matrix_record(seeds: list[int]) -> dict[str, object]:
+def matrix_record(seeds: list[int], names: list[str] | None = None) -> dict[str, object]:
     load_before = os.getloadavg()
     tests = _test_module()
     cells = []
     for name, truth in tests.MECHANISMS.items():
+        if names and name not in names:
+            continue
         r = truth.n_reactions
         for seed in seeds:
             data = tests.data_for(name, seed=seed)
@@ -120,7 +123,8 @@ def matrix_record(seeds: list[int]) -> dict[str, object]:
     return {
         "benchmark": "crnn mechanism discovery matrix (amnlib.discovery.discover)",
         "data": {**tests.DATA, "split": "8 train / 4 held out"},
-        "truths": {name: m.format() for name, m in tests.MECHANISMS.items()},
+        "truths": {name: m.format() for name, m in tests.MECHANISMS.items()
+                   if not names or name in names},
         "targets": {"max_stoich_error": 0.05, "max_rel_k_error": 0.05, "n_spurious": 0},
         "all_met": all(c["met"] for c in cells),
         "cells": cells,
@@ -140,6 +144,8 @@ def main() -> None:
     parser.add_argument("--matrix", action="store_true", help="the discovery matrix record")
     parser.add_argument("--fast", action="store_true", help="small CI-sized recovery (same code)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="data seeds (matrix)")
+    parser.add_argument("--mechanisms", nargs="+", default=None,
+                        help="mechanisms of tests/test_discover.py (matrix; default all)")
     parser.add_argument("--out", default=None, help="recovery record path (default "
                         "results/crnn.json)")
     parser.add_argument("--matrix-out", default=None, help="matrix record path (default "
@@ -149,7 +155,7 @@ def main() -> None:
     if args.recover or both:
         _write(recover_record(args.fast), Path(args.out or RESULTS / "crnn.json"))
     if args.matrix or both:
-        _write(matrix_record(args.seeds),
+        _write(matrix_record(args.seeds, args.mechanisms),
                Path(args.matrix_out or RESULTS / "crnn_discover.json"))
 
 

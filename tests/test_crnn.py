@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from amnlib import crnn
+from amnlib.experiments import crnn as chapter
 
 X = [0.5, 0.4, 0.3, 0.2, 0.1]  # A, B, C, D, E (a.u.)
 
 
 def test_rate_law_and_rhs_case1_by_hand():
-    model = crnn.CRNN.from_mechanism(crnn.case1_mechanism())
+    model = crnn.CRNN.from_mechanism(chapter.case1_mechanism())
     assert model.tied_orders
     x = torch.tensor([X], dtype=torch.float64)
     # r = k [A]^2, k [A], k [C], k [B][D]
@@ -20,7 +21,7 @@ def test_rate_law_and_rhs_case1_by_hand():
     expected = [-0.15, 0.001, 0.061, 0.015, 0.024]
     np.testing.assert_allclose(model(None, x)[0].detach().numpy(), expected, atol=1e-15)
     # the numpy reference agrees
-    np.testing.assert_allclose(crnn.case1_mechanism().rhs(np.array(X)), expected, atol=1e-15)
+    np.testing.assert_allclose(chapter.case1_mechanism().rhs(np.array(X)), expected, atol=1e-15)
 
 
 def test_separate_orders_and_clamp():
@@ -55,7 +56,7 @@ def test_ode_matches_analytic_solutions():
 
 
 def test_gradient_check_through_solver():
-    mech = crnn.case1_mechanism()
+    mech = chapter.case1_mechanism()
     model = crnn.CRNN.from_mechanism(mech)
     t = torch.linspace(0, 10, 11, dtype=torch.float64)
     x0 = torch.tensor([[1.0, 0.5, 0.0, 0.0, 0.0], [0.4, 0.9, 0.0, 0.0, 0.0]], dtype=torch.float64)
@@ -74,12 +75,12 @@ def test_gradient_check_through_solver():
 
 def test_adjoint_gradient_matches_direct():
     torch.manual_seed(0)
-    data = crnn.generate_data(crnn.case1_mechanism(), n_experiments=3, n_times=20, seed=1)
+    data = crnn.generate_data(chapter.case1_mechanism(), n_experiments=3, n_times=20, seed=1)
     t, x0, y = data.tensors()
     x0[:, 2:] = 0.05  # all species present: no log singularity of a species starting at 0
     grads = []
     for adjoint in (False, True):
-        model = crnn.CRNN.from_mechanism(crnn.case1_mechanism())
+        model = crnn.CRNN.from_mechanism(chapter.case1_mechanism())
         with torch.no_grad():  # away from the optimum, so the gradient is not ~0
             model.ln_k += torch.tensor([0.2, -0.1, 0.1, -0.2], dtype=torch.float64)
             model.w_out[0, 1] = 1.2
@@ -90,7 +91,7 @@ def test_adjoint_gradient_matches_direct():
 
 
 def test_printer_round_trip():
-    truth = crnn.case1_mechanism()
+    truth = chapter.case1_mechanism()
     text = truth.format()
     assert text.splitlines() == [
         "2 A -> B, k = 0.1", "A -> C, k = 0.2", "C -> D, k = 0.13", "B + D -> E, k = 0.3"]
@@ -100,7 +101,7 @@ def test_printer_round_trip():
     np.testing.assert_array_equal(back.orders, truth.orders)
     np.testing.assert_array_equal(back.k, truth.k)
     # learned-looking values and separate orders survive a round trip at printed precision
-    paper = crnn.parse_mechanism(crnn.PAPER_CASE1, species=truth.species)
+    paper = crnn.parse_mechanism(chapter.PAPER_CASE1, species=truth.species)
     assert paper.equations(4)[0] == "B + 1.006 D -> 1.006 E"
     odd = crnn.Mechanism(["X", "Y"], [[-1.25, 0.5], [0.0, 0.0]], [3.5e-5, 1.0],
                          orders=[[0.75, 0.0], [0.0, 0.0]])
@@ -119,11 +120,11 @@ def test_parser_and_mechanism_errors():
     with pytest.raises(ValueError, match="rate constants must be >= 0"):
         crnn.Mechanism(["A"], [[-1.0]], [-0.1])
     with pytest.raises(ValueError, match="x has 2 species"):
-        crnn.CRNN.from_mechanism(crnn.case1_mechanism()).rates(torch.ones(1, 2))
+        crnn.CRNN.from_mechanism(chapter.case1_mechanism()).rates(torch.ones(1, 2))
 
 
 def test_data_generation_and_pruning():
-    data = crnn.generate_data(crnn.case1_mechanism(), n_experiments=6, n_times=100, seed=0)
+    data = crnn.generate_data(chapter.case1_mechanism(), n_experiments=6, n_times=100, seed=0)
     assert data.y.shape == (6, 100, 5) and data.t[-1] == 40.0
     assert np.all((data.x0[:, :2] >= 0.2) & (data.x0[:, :2] <= 1.2)) and not data.x0[:, 2:].any()
     rel = (data.y[:, 1:, 0] / data.y_true[:, 1:, 0] - 1).std()
@@ -158,7 +159,7 @@ def test_training_recovers_a_first_order_reaction():
 def test_time_series_frames_round_trip(tmp_path):
     from amnlib.userdata import read_time_series
 
-    data = crnn.generate_data(crnn.case1_mechanism(), n_experiments=11, n_times=6, seed=3)
+    data = crnn.generate_data(chapter.case1_mechanism(), n_experiments=11, n_times=6, seed=3)
     for layout in ("long", "wide"):
         path = tmp_path / f"{layout}.csv"
         data.to_frame(layout).to_csv(path, index=False)

@@ -373,7 +373,8 @@ def test_pinn_training(textbook):
 
 
 def test_crnn_training():
-    from amnlib.crnn import CRNN, case1_mechanism, evaluate, generate_data, train
+    from amnlib.crnn import CRNN, evaluate, generate_data, train
+    from amnlib.experiments.crnn import case1_mechanism
 
     mech = case1_mechanism()
     data = generate_data(mech, n_experiments=3, n_times=8, seed=0)

@@ -90,7 +90,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
         "Table 1: AMN-QP/LP/W vs ANN Dense/SV on 10,000 textbook pFBA samples, 5-fold + test",
     ),
     "crnn": (
-        "amnlib.crnn:run",
+        "amnlib.experiments.crnn:run",
         "Ch. 6: CRNN recovers 2A->B, A->C, C->D, B+D->E (stoichiometry, k) from noisy data",
     ),
 }
