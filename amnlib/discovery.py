@@ -58,12 +58,16 @@ held-out error is slightly optimistic; two reactions with the same reactants giv
 one lumped reaction, which the split recovers only when its products mix two integer vectors
 in one way (``A -> B`` + ``A -> C`` and ``A -> B + C`` + ``A -> 0`` give the same data), and
 only when the continuous fit has not spread a product over several rate laws: on 5 %-noisy
-data of ``A + B <-> C, C -> D, 2 D -> E`` this worked for one data seed of three
-(benchmarks/results/crnn_discover*.json).
+data of ``A + B <-> C, C -> D, 2 D -> E`` (12 experiments x 30 times) 4 of 9 cells (3 data
+seeds x {true count, +1, none}) meet the targets; the A + B production of ``C -> A + B`` is
+shared with the ``2 D`` rate law already by the integral-matching warm start, and the split then
+gives ``C -> 0`` + ``C -> A + B + D`` (benchmarks/results/crnn_discover.json). Case 1,
+``A -> B, B -> C, A + B -> D`` and ``A + B -> C, 2 A -> D, C -> D + E, B -> E`` meet all 9.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -324,6 +328,39 @@ def _without(mech: Mechanism, r: int) -> Mechanism:
     return Mechanism(mech.species, mech.stoich[keep], mech.k[keep], mech.orders[keep])
 
 
+@dataclass(frozen=True)
+class DiscoverySettings:
+    """How one count is fitted and simplified (:func:`fit_count`, :func:`simplify`,
+    :func:`discover`).
+
+    ``max_order``: highest total order of a candidate rate law (:func:`rate_law_library`);
+    ``epochs``/``k_epochs``: L-BFGS evaluations of the full and the k-only trajectory fits;
+    ``prune_threshold``: continuous coefficients ``|w|`` below it are tried removed;
+    ``method``: ODE solver of the search (default ``"rk4x2"``: fixed-step RK4 with two steps per
+    measurement interval, cheap; one step per interval biased k by 10 % on 30 points over 40 s,
+    enough for the continuous fit to beat the true integer mechanism on held-out data);
+    ``final_method``: solver of the last re-fit of k of an integer mechanism, of its held-out
+    errors and of the reported BIC (default adaptive dopri5, so k carries no step-size bias);
+    ``device``: torch device of the CRNNs (``None``: CPU)."""
+
+    max_order: int = 2
+    epochs: int = 60
+    k_epochs: int = 25
+    prune_threshold: float = 0.05
+    method: str = "rk4x2"
+    final_method: str = "dopri5"
+    device: object = None
+
+    def replace(self, **changes) -> DiscoverySettings:
+        """A copy with ``changes`` (field names; an unknown name is a ``TypeError`` listing the
+        valid ones)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise TypeError(f"unknown discovery setting(s) {unknown}; valid: {sorted(names)}")
+        return dataclasses.replace(self, **changes)
+
+
 @dataclass
 class CountFit:
     """One count's fit: the requested count, the simplified mechanism and model, whether the
@@ -349,38 +386,26 @@ def fit_count(
     n_reactions: int,
     *,
     val: KineticsData | None = None,
-    max_order: int = 2,
-    epochs: int = 60,
-    k_epochs: int = 25,
-    prune_threshold: float = 0.05,
-    method: str = "rk4x2",
-    final_method: str = "dopri5",
-    device=None,
+    settings: DiscoverySettings | None = None,
     log: Callable[[str], None] | None = None,
 ) -> CountFit:
     """Fit ``n_reactions`` candidate reactions to ``data`` and simplify them (module docstring:
     warm start over rate laws, trajectory fit of the CRNN, :func:`simplify` judged on the
-    held-out experiments ``val``, or by the training BIC without them).
-
-    ``method``: ODE solver of the search (default ``"rk4x2"``: fixed-step RK4 with two steps
-    per measurement interval, cheap; one step per interval biased k by 10 % on 30 points over
-    40 s, enough for the continuous fit to beat the true integer mechanism on held-out data);
-    ``final_method``: solver of the last re-fit of k of an integer mechanism (default
-    adaptive dopri5, so k carries no step-size bias) and of the reported BIC.
-    ``epochs``/``k_epochs``: L-BFGS evaluations of the full and the k-only trajectory fits."""
+    held-out experiments ``val``, or by the training BIC without them). ``settings``: solvers,
+    epochs and thresholds (:class:`DiscoverySettings`, defaults when ``None``)."""
+    s = settings or DiscoverySettings()
     start = time.perf_counter()
     say = log or (lambda _msg: None)
     steps: list[str] = []
-    _, warm, _ = select_rate_laws(data, n_reactions, max_order)
+    _, warm, _ = select_rate_laws(data, n_reactions, s.max_order)
     steps.append(f"warm start ({warm.n_reactions} rate laws): " + "; ".join(warm.equations(3)))
-    model = _model_from(warm, device)
+    model = _model_from(warm, s.device)
     with torch.no_grad():
         model.mask_out.fill_(1.0)  # every coefficient free in the trajectory fit
-    _fit(model, data, epochs, method)
-    model, integer = simplify(model, data, val=val, epochs=epochs, k_epochs=k_epochs,
-                              prune_threshold=prune_threshold, method=method,
-                              final_method=final_method, device=device, steps=steps)
-    value = bic(model, data, _free_params(model, integer), final_method if integer else method)
+    _fit(model, data, s.epochs, s.method)
+    model, integer = simplify(model, data, val=val, settings=s, steps=steps)
+    value = bic(model, data, _free_params(model, integer),
+                s.final_method if integer else s.method)
     for s in steps:
         say(f"  R={n_reactions}: {s}")
     return CountFit(n_reactions, model.mechanism(), model, integer, value, steps=steps,
@@ -448,44 +473,41 @@ def simplify(
     data: KineticsData,
     *,
     val: KineticsData | None = None,
-    epochs: int = 60,
-    k_epochs: int = 25,
-    prune_threshold: float = 0.05,
-    method: str = "rk4x2",
-    final_method: str = "dopri5",
-    device=None,
+    settings: DiscoverySettings | None = None,
     steps: list[str] | None = None,
 ) -> tuple[CRNN, bool]:
     """Simplify a CRNN trained on ``data``; each step is kept only when the :class:`Judge`
     (held-out error of ``val`` within the noise of the best, else the training BIC) accepts
     it: integer snap (plain or with splits), else pruning of coefficients
-    ``|w| < prune_threshold`` then the snap again, then backward elimination of whole reactions
-    (and a last snap attempt for a still continuous mechanism); finally, for an integer
-    mechanism, a re-fit of k on ``data`` with ``final_method`` (a continuous one may have small
-    fractional orders, stiff near zero concentrations, where an adaptive solver crawls).
+    ``|w| < settings.prune_threshold`` then the snap again, then backward elimination of whole
+    reactions (and a last snap attempt for a still continuous mechanism); finally, for an
+    integer mechanism, a re-fit of k on ``data`` with ``settings.final_method`` (a continuous
+    one may have small fractional orders, stiff near zero concentrations, where an adaptive
+    solver crawls).
     Returns ``(model, integer)``; ``steps`` collects one line per decision."""
+    s = settings or DiscoverySettings()
     steps = [] if steps is None else steps
-    judge = Judge(data, val, method)
+    judge = Judge(data, val, s.method)
     tried: dict[str, tuple[CRNN, object]] = {}
     current = judge.score(model, False)
     judge.offer(current)
     steps.append(f"trajectory fit: {judge.text(current)}")
-    snapped = _try_snap(model, judge, k_epochs, device, steps, tried)
+    snapped = _try_snap(model, judge, s.k_epochs, s.device, steps, tried)
     if snapped is None:
-        model = _prune_continuous(model, judge, prune_threshold, epochs, steps)
-        snapped = _try_snap(model, judge, k_epochs, device, steps, tried)
+        model = _prune_continuous(model, judge, s.prune_threshold, s.epochs, steps)
+        snapped = _try_snap(model, judge, s.k_epochs, s.device, steps, tried)
     integer = snapped is not None
     if integer:
         model = snapped
-    model = _eliminate(model, judge, integer, epochs, k_epochs, device, steps)
+    model = _eliminate(model, judge, integer, s.epochs, s.k_epochs, s.device, steps)
     if not integer:
-        snapped = _try_snap(model, judge, k_epochs, device, steps, tried)
+        snapped = _try_snap(model, judge, s.k_epochs, s.device, steps, tried)
         if snapped is not None:
             integer = True
-            model = _eliminate(snapped, judge, True, epochs, k_epochs, device, steps)
-    if final_method != method and integer:
-        refit_k(model, data, k_epochs, final_method)
-        steps.append(f"final re-fit of k with {final_method}")
+            model = _eliminate(snapped, judge, True, s.epochs, s.k_epochs, s.device, steps)
+    if s.final_method != s.method and integer:
+        refit_k(model, data, s.k_epochs, s.final_method)
+        steps.append(f"final re-fit of k with {s.final_method}")
     return model, integer
 
 
@@ -702,15 +724,10 @@ def discover(
     *,
     max_reactions: int | None = None,
     val_fraction: float = 1 / 3,
-    max_order: int = 2,
-    epochs: int = 60,
-    k_epochs: int = 25,
-    prune_threshold: float = 0.05,
-    method: str = "rk4x2",
-    final_method: str = "dopri5",
     seed: int = 0,
-    device=None,
+    settings: DiscoverySettings | None = None,
     log: Callable[[str], None] | None = None,
+    **overrides,
 ) -> Discovery:
     """Discover a mechanism from ``data`` (all species measured; concentrations a.u., time s).
 
@@ -718,35 +735,34 @@ def discover(
     chooses it by held-out error (module docstring: counts 1, 2, ... up to ``max_reactions``,
     default ``2 S``; the smallest count within one paired standard error of the best).
     ``val_fraction`` of the experiments are held out (seeded split; 0 trains on all, allowed
-    only with ``n_reactions`` given). ``method``, ``final_method``: the ODE solvers of the
-    search and of the last re-fit and held-out errors (:func:`fit_count`); the report gives the
-    gap between them on the chosen model (:func:`solver_gap`). ``log``: called with progress
-    lines. Torch runs on one thread inside (tiny tensors)."""
+    only with ``n_reactions`` given). ``settings``: solvers, epochs and thresholds of every
+    count's fit (:class:`DiscoverySettings`); ``overrides``: any of its fields given as keywords
+    (``discover(data, 3, epochs=100)``), applied on top of ``settings``. The report gives the
+    gap between the search solver and the final one on the chosen model (:func:`solver_gap`).
+    ``log``: called with progress lines. Torch runs on one thread inside (tiny tensors)."""
+    s = (settings or DiscoverySettings()).replace(**overrides)
     _check(data)
     if n_reactions is not None and n_reactions < 1:
         raise ValueError(f"n_reactions must be >= 1, got {n_reactions}")
     if n_reactions is None and val_fraction <= 0:
         raise ValueError("choosing the number of reactions needs held-out experiments "
                          "(val_fraction > 0)")
-    n_laws = len(rate_law_library(len(data.species), max_order))
+    n_laws = len(rate_law_library(len(data.species), s.max_order))
     max_reactions = min(max_reactions or 2 * len(data.species), n_laws)
     tr, va = split(data, val_fraction, seed)
     say = log or (lambda _msg: None)
     start = time.perf_counter()
     scale = species_scale(torch.as_tensor(tr.y)).numpy()
-    kw = {"max_order": max_order, "epochs": epochs, "k_epochs": k_epochs,
-          "prune_threshold": prune_threshold, "method": method, "final_method": final_method,
-          "device": device}
     fits: dict[int, CountFit] = {}
     with single_thread():
         torch.manual_seed(seed)
 
         def run_count(r: int) -> CountFit:
             say(f"fitting {r} candidate reaction(s) on {tr.y.shape[0]} experiments ...")
-            fit = fit_count(tr, r, val=va, log=say, **kw)
+            fit = fit_count(tr, r, val=va, settings=s, log=say)
             if va is not None:
                 fit.val_errors = heldout_errors(fit.model, va, scale,
-                                                final_method if fit.integer else method)
+                                                s.final_method if fit.integer else s.method)
             say(f"R={r}: {fit.mechanism.n_reactions} reaction(s) kept, held-out scaled MSE "
                 f"{fit.val_error:.4g} ({fit.seconds:.1f} s)")
             fits[r] = fit
@@ -769,13 +785,13 @@ def discover(
             selection = (f"held-out error: counts {sorted(fits)} tried, lowest mean at {best}; "
                          f"{chosen} is the smallest within one paired standard error of it")
         fit = fits[chosen]
-        gap = solver_gap(fit.model, tr, method)
+        gap = solver_gap(fit.model, tr, s.method)
         val_mae = (evaluate(fit.model, va, scale=scale,
-                            method=final_method if fit.integer else method)[0]
+                            method=s.final_method if fit.integer else s.method)[0]
                    if va is not None else float("nan"))
     say(f"chosen: {chosen} candidate reaction(s) -> {fit.mechanism.n_reactions} reaction(s)")
     return Discovery(fit.mechanism, fit.model, chosen, fits, fit.val_error, val_mae, tr, va,
-                     selection, time.perf_counter() - start, method, gap)
+                     selection, time.perf_counter() - start, s.method, gap)
 
 
 
@@ -832,9 +848,8 @@ def save_discovery(disc: Discovery, out, *, source: str | None = None, overwrite
 
 
 __all__ = [
-    "RELATIVE_FLOOR", "SPLIT_GAP", "CountFit", "Discovery", "Judge", "bic", "discover", "fit_count",
-    "heldout_errors", "integral_features", "plot_discovery", "rate_law_library", "refit_k",
-    "residual_ss", "save_discovery", "select_rate_laws", "simplify", "snap_to_integers",
-    "solver_gap",
-    "split", "split_reaction", "within_noise",
+    "RELATIVE_FLOOR", "SPLIT_GAP", "CountFit", "Discovery", "DiscoverySettings", "Judge", "bic",
+    "discover", "fit_count", "heldout_errors", "integral_features", "plot_discovery",
+    "rate_law_library", "refit_k", "residual_ss", "save_discovery", "select_rate_laws",
+    "simplify", "snap_to_integers", "solver_gap", "split", "split_reaction", "within_noise",
 ]

@@ -5,15 +5,17 @@ Two records:
 * ``crnn.json`` (``--recover``): the chapter's case-1 recovery in full mode (``amnlib reproduce
   crnn``: 30 experiments x 100 time points), training time and errors against the targets
   (stoichiometry within 0.05, k within 5 %, no spurious reaction);
-* ``crnn_discover.json`` (``--matrix``): :func:`amnlib.discovery.discover` on case 1 and the two
-  mechanisms of ``tests/test_discover.py`` (the same small data: 12 experiments x 30 times,
-  5 % noise), each cell run separately: the true number of reactions given, one more, and none
+* ``crnn_discover.json`` (``--matrix``): :func:`amnlib.discovery.discover` on case 1 and the
+  other mechanisms of ``tests/test_discover.py`` (``--mechanisms`` selects some; the same small
+  data: 12 experiments x 30 times, 5 % noise), on data seeds ``--seeds``, each cell run
+  separately: the true number of reactions given, one more, and none
   (chosen by held-out error). Per cell: max coefficient error, max relative k error, spurious
   and missing reactions, the mechanism, the chosen count, held-out error and seconds.
 
 Times were measured on 2 CPU cores shared with other jobs (upper bounds).
 
-Usage: ``python benchmarks/bench_crnn.py [--recover] [--matrix] [--fast] [--seeds 0 1 2]``
+Usage: ``python benchmarks/bench_crnn.py [--recover] [--matrix] [--fast] [--seeds 0 1 2]
+[--mechanisms case1 branched]``
 (no flag: both).
 """
 

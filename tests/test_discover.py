@@ -6,17 +6,18 @@ spurious coefficient or reaction. One ``discover(data)`` run per mechanism fits 
 1 .. R+1 (the count search stops one past the best); its fits at R and R+1 are exactly what
 ``discover(data, R)`` and ``discover(data, R + 1)`` return (same split, same deterministic
 fit: checked once below), so the 3 x 3 matrix costs three searches. benchmarks/bench_crnn.py
-runs every cell separately, also on data seeds 1 and 2 (benchmarks/results/crnn_discover*.json).
+runs every cell separately on data seeds 0, 1 and 2 (benchmarks/results/crnn_discover.json):
+case 1, "consecutive" and "branched" meet all 9 cells each.
 
 The search solves the ODE with RK4 at two steps per measurement interval ("rk4x2"): one step
 per interval biased k by ~10 % on "branched" (30 points over 40 s), so the continuous fit beat
 the true integer mechanism on held-out data and coefficients 0.06 off survived.
 
 "reversible" (its C -> A + B and C -> D share the rate law k[C], so only the split of a lumped
-reaction finds them) is not in the tested set (TESTED): with one RK4 step per interval it met
-every cell on data seed 0 but failed 4 of 6 cells on seeds 1 and 2 (the fit spreads the A + B
-production over the C and 2 D rate laws, already in the integral-matching warm start); it stays
-in MECHANISMS for the benchmark matrix.
+reaction finds them) is not in the tested set (TESTED): it meets 4 of 9 cells (seed 0: true
+count and none; seed 2: +1 and none); elsewhere the fit spreads the A + B production over the C
+and 2 D rate laws (already in the integral-matching warm start) and the split gives C -> 0 with
+C -> A + B + D. It stays in MECHANISMS for the benchmark matrix.
 """
 
 import json
@@ -172,6 +173,8 @@ def test_bad_input_is_refused_before_fitting():
     data = data_for("consecutive")
     with pytest.raises(ValueError, match="n_reactions must be >= 1"):
         discovery.discover(data, 0)
+    with pytest.raises(TypeError, match=r"unknown discovery setting\(s\) \['epoch'\]"):
+        discovery.discover(data, 2, epoch=3)
     with pytest.raises(ValueError, match="need at least 3"):
         discovery.discover(data.subset([0, 1]))
     bad = data.subset(range(4))
