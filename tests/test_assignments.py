@@ -5,8 +5,8 @@ the untouched student notebook gets 0 on every autograded question, and one deli
 answer per set loses exactly that question's points.
 
 Each chapter runs three notebooks (~15-30 s each on a 2-core CPU). The chapters are split over
-this file (01-03) and ``test_assignments_more.py`` (04-06) so that ``-n 2 --dist loadfile``
-grades both halves in parallel.
+this file (01-03 and the light 07) and ``test_assignments_more.py`` (04-06) so that
+``-n 2 --dist loadfile`` grades both halves in parallel.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ WRONG = {
     "05_pinn_fitness": ("q4", "/ mu_anaerobic", "/ mu_aerobic"),
     # the reverse reaction written without D
     "06_crnn": ("q4", "E -> B + D, k = 0.05", "E -> B, k = 0.05"),
+    # infeasible deletions (growth NaN) dropped instead of recorded as fitness 0
+    "07_own_data": ("q4", 'screen = screen.fillna({"growth": 0.0})', "screen = screen.dropna()"),
 }
 
 
@@ -147,6 +149,8 @@ def test_every_chapter_has_a_problem_set_and_links_it():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("chapter", ["01_toy_rnn_w", "02_rnn_solvers", "03_amn_training"])
+@pytest.mark.parametrize(
+    "chapter", ["01_toy_rnn_w", "02_rnn_solvers", "03_amn_training", "07_own_data"]
+)
 def test_problem_set(chapter, tmp_path):
     check_problem_set(chapter, tmp_path)
