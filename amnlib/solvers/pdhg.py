@@ -146,7 +146,13 @@ def solve_pdhg(
     at growth 1.73 h^-1 with FAD's and FADH2's rows each 1.9e-4 short, within the norm
     tolerance, while the optimum is 0. Requiring each row to meet 60% of the objective's
     demand there turns that medium into "not converged" but doubles salmonella's own
-    medium's iterations (73,000 -> 146,000), so it is not applied.
+    medium's iterations (73,000 -> 146,000), so it is not applied. It is not rare: of 23
+    iJO1366 media whose three random knock-outs give growth 0 (perturbed media, seed 0), 12
+    converged to 0, 7 did not converge (NaN, warned) and 4 converged to a wrong positive growth
+    (0.33-4.66 h^-1); in those the blocked precursor's row (FAD, a 2Fe-2S cluster: biomass
+    coefficients ~1e-4) is short by ~1e-4 mmol/gDW/h, while in float32 even correct solutions
+    leave biotin's row (coefficient 2e-6) fully unsupplied, so a per-row test cannot tell them
+    apart (``tests/test_solvers_genome.py::test_blocked_precursor_known_limit``).
     """
     if max_iterations is not None and max_iterations < 1:
         raise ValueError(
