@@ -149,9 +149,9 @@ def test_salmonella_perturbed_media_match_cobrapy(salmonella):
 def test_blocked_precursor_known_limit(ijo1366, seed, medium):
     """Two recorded cases (``_perturbed`` of iJO1366): seed 213014871 medium 2 (FMNAT knocked
     out: no FAD; PDHG 1.73 h^-1) and seed 0 medium 32 (S2FE2SR among the knock-outs; PDHG 4.66
-    h^-1). COBRApy gives 0. The trace precursor's row is short by ~1e-4 mmol/gDW/h, inside the
-    solver's norm tolerance. Strict: when the solver is fixed this test fails and must become a
-    plain one."""
+    h^-1). COBRApy gives 0. Ill-conditioned LPs: relaxing each row by PDHG's residual
+    (~1e-4 mmol/gDW/h, inside the tolerance) makes PDHG's growth the exact optimum (HiGHS).
+    Strict: when the solver is fixed this test fails and must become a plain one."""
     media, knockouts = _perturbed(ijo1366, np.random.default_rng(seed), medium + 1)
     media, knockouts = media[medium:], knockouts[medium:]
     ref = _cobrapy(ijo1366, media, knockouts)
