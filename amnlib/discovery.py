@@ -28,7 +28,9 @@ The pipeline for a fixed number of candidate reactions R (:func:`fit_count`):
      reactions with the same stoichiometry merged (their k add: they are one reaction), empty
      reactions dropped, ln k re-fitted on the trajectories; also tried with *splits*, where a
      reaction whose products are far from integers becomes two integer reactions with the
-     same reactants (:func:`split_reaction`). Otherwise the continuous coefficients are kept
+     same reactants (:func:`split_reaction`); the judge accepts a snap up to
+     :data:`SNAP_FLOOR` (5 %) above the best held-out error (integers are what elementary
+     reactions have). Otherwise the continuous coefficients are kept
      and pruned: coefficients ``|w| < prune_threshold`` are removed and the rest re-fitted,
      when the judge accepts it, and the snap is tried again;
    * *reaction elimination*: the reaction whose removal (with the rest re-fitted) scores best
@@ -453,13 +455,17 @@ class Judge:
         if self.best is None or self.mean(score) < self.mean(self.best):
             self.best = score
 
-    def accepts(self, score) -> bool:
+    def accepts(self, score, floor: float | None = None) -> bool:
+        """Is ``score`` within the noise of the best (``floor``: the relative floor of
+        :func:`within_noise`, default :data:`RELATIVE_FLOOR`)? Without held-out data: a
+        training BIC no higher than the best."""
         if not math.isfinite(self.mean(score)):
             return False
         if self.best is None:
             return True
         if self.heldout:
-            return within_noise(score, self.best)
+            return within_noise(score, self.best,
+                                RELATIVE_FLOOR if floor is None else floor)
         return self.mean(score) <= self.mean(self.best)
 
     def text(self, score) -> str:
@@ -528,7 +534,8 @@ def _try_snap(model, judge, k_epochs, device, steps, tried):
             steps.append(f"integer snap{' with splits' if split else ''}: "
                          f"{judge.text(tried[key][1])}")
         cand, score = tried[key]
-        if judge.accepts(score) and (best is None or judge.mean(score) < judge.mean(best[1])):
+        if judge.accepts(score, SNAP_FLOOR) and (best is None
+                                                 or judge.mean(score) < judge.mean(best[1])):
             best = (cand, score)
     if best is None:
         return None
@@ -618,18 +625,24 @@ def solver_gap(model: CRNN, data: KineticsData, method: str) -> float:
 #: Relative floor of "within the noise": differences below this fraction of the best error are
 #: at the level of solver and optimiser tolerances (see :func:`within_noise`).
 RELATIVE_FLOOR = 0.01
+#: The same floor for the integer snap: elementary reactions have integer coefficients, so an
+#: integer mechanism is kept when its held-out error is at most 5 % above the continuous fit's.
+#: Measured: A -> B -> C (k 0.5, 0.2; 12 experiments, 2 % noise, seed 1) fitted orders and
+#: coefficients 0.99 whose held-out error was 3.3 % below the integer snap's, the same shift
+#: in every held-out experiment, so the 1 % floor kept "0.9943 B -> 0.9919 C".
+SNAP_FLOOR = 0.05
 
 
-def within_noise(errors: np.ndarray, best: np.ndarray) -> bool:
+def within_noise(errors: np.ndarray, best: np.ndarray, floor: float = RELATIVE_FLOOR) -> bool:
     """True when held-out ``errors`` ``(N_val,)`` exceed ``best`` by at most one standard
     error of the paired mean difference, ``mean(d) <= std(d, ddof=1) / sqrt(N_val)`` with
-    ``d = errors - best``, or by at most :data:`RELATIVE_FLOOR` of ``mean(best)`` (a reaction
-    with k ~ 1e-6 changes every held-out error by the same negligible amount: zero spread, yet
-    no evidence)."""
+    ``d = errors - best``, or by at most ``floor`` (default :data:`RELATIVE_FLOOR`) of
+    ``mean(best)`` (a reaction with k ~ 1e-6 changes every held-out error by the same
+    negligible amount: zero spread, yet no evidence)."""
     d = np.asarray(errors, dtype=float) - np.asarray(best, dtype=float)
     if not np.all(np.isfinite(d)):
         return False
-    floor = RELATIVE_FLOOR * abs(float(np.mean(best)))
+    floor = floor * abs(float(np.mean(best)))
     spread = d.std(ddof=1) / math.sqrt(d.size) if d.size >= 2 else 0.0
     return bool(d.mean() <= max(spread, floor))
 
@@ -848,7 +861,8 @@ def save_discovery(disc: Discovery, out, *, source: str | None = None, overwrite
 
 
 __all__ = [
-    "RELATIVE_FLOOR", "SPLIT_GAP", "CountFit", "Discovery", "DiscoverySettings", "Judge", "bic",
+    "RELATIVE_FLOOR", "SNAP_FLOOR", "SPLIT_GAP", "CountFit", "Discovery", "DiscoverySettings",
+    "Judge", "bic",
     "discover", "fit_count", "heldout_errors", "integral_features", "plot_discovery",
     "rate_law_library", "refit_k", "residual_ss", "save_discovery", "select_rate_laws",
     "simplify", "snap_to_integers", "solver_gap", "split", "split_reaction", "within_noise",
