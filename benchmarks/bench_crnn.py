@@ -129,6 +129,13 @@ def matrix_record(seeds: list[int], names: list[str] | None = None) -> dict[str,
                    if not names or name in names},
         "targets": {"max_stoich_error": 0.05, "max_rel_k_error": 0.05, "n_spurious": 0},
         "all_met": all(c["met"] for c in cells),
+        "met_by_mechanism": {
+            name: f"{sum(c['met'] for c in cells if c['mechanism'] == name)}/"
+                  f"{sum(c['mechanism'] == name for c in cells)}"
+            for name in dict.fromkeys(c["mechanism"] for c in cells)},
+        "solver": f"discovery search with {discovery.DiscoverySettings().method}, final k "
+                  f"re-fit {discovery.DiscoverySettings().final_method}; integer snap "
+                  f"accepted within {discovery.SNAP_FLOOR:.0%} of the best held-out error",
         "cells": cells,
         "machine": _machine(load_before),
     }
