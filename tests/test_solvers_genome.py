@@ -143,8 +143,8 @@ def test_salmonella_perturbed_media_match_cobrapy(salmonella):
     _check("salmonella", salmonella, 2, all_converge=False, max_iterations=120_000)
 
 
-@pytest.mark.xfail(strict=True, reason="known limit of solve_pdhg: a knock-out that blocks a "
-                   "trace biomass precursor (growth 0) can converge to a positive growth")
+@pytest.mark.xfail(strict=True, reason="known limit of solve_pdhg: knock-outs that leave growth "
+                   "0 can give an ill-conditioned LP that converges to a positive growth")
 @pytest.mark.parametrize(("seed", "medium"), [(213014871, 2), (0, 32)])
 def test_blocked_precursor_known_limit(ijo1366, seed, medium):
     """Two recorded cases (``_perturbed`` of iJO1366): seed 213014871 medium 2 (FMNAT knocked
