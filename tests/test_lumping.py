@@ -97,7 +97,7 @@ def test_recovered_prices_reproduce_reduced_costs(ijo_lumped):
 def test_pdhg_with_and_without_lumping_agree(textbook):
     """Same growth and bound multipliers (d growth / d uptake bound) either way, and lumping
     needs fewer iterations."""
-    from tests.test_solvers import MINIMAL
+    from test_solvers import MINIMAL  # tests/ is on sys.path, as for test_assignments_more
 
     media = [dict(MINIMAL, EX_glc__D_e=10), dict(MINIMAL, EX_glc__D_e=10, EX_o2_e=4),
              dict(MINIMAL, EX_ac_e=8)]
