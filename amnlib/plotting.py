@@ -74,14 +74,16 @@ def parity(
     xlabel: str = "reference " + GROWTH_LABEL,
     ylabel: str = "predicted " + GROWTH_LABEL,
     show_r2: bool = True,
+    size: float = 14,
 ) -> plt.Axes:
-    """Predicted against reference values with the identity line and R^2 in the legend."""
+    """Predicted against reference values with the identity line and R^2 in the legend;
+    ``size``: marker area (points^2; larger for a handful of points)."""
     truth = np.asarray(truth, dtype=float).ravel()
     predicted = np.asarray(predicted, dtype=float).ravel()
     text = label or ""
     if show_r2:
         text = f"{text} (R$^2$ = {r2_score(truth, predicted):.3f})".strip()
-    ax.scatter(truth, predicted, s=14, alpha=0.7, color=color, label=text or None)
+    ax.scatter(truth, predicted, s=size, alpha=0.7, color=color, label=text or None)
     lo = float(min(truth.min(), predicted.min()))
     hi = float(max(truth.max(), predicted.max()))
     ax.plot([lo, hi], [lo, hi], color="0.5", lw=1, ls="--", zorder=0)
