@@ -122,6 +122,7 @@ def matrix_record(seeds: list[int], names: list[str] | None = None) -> dict[str,
                     "max_rel_k_error", "n_spurious", "seconds", "met")}, default=float),
                     flush=True)
                 cells.append(cell)
+    settings = discovery.DiscoverySettings()
     return {
         "benchmark": "crnn mechanism discovery matrix (amnlib.discovery.discover)",
         "data": {**tests.DATA, "split": "8 train / 4 held out"},
@@ -133,9 +134,9 @@ def matrix_record(seeds: list[int], names: list[str] | None = None) -> dict[str,
             name: f"{sum(c['met'] for c in cells if c['mechanism'] == name)}/"
                   f"{sum(c['mechanism'] == name for c in cells)}"
             for name in dict.fromkeys(c["mechanism"] for c in cells)},
-        "solver": f"discovery search with {discovery.DiscoverySettings().method}, final k "
-                  f"re-fit {discovery.DiscoverySettings().final_method}; integer snap "
-                  f"accepted within {discovery.SNAP_FLOOR:.0%} of the best held-out error",
+        "solver": f"discovery search with {settings.method}, final k re-fit "
+                  f"{settings.final_method}; integer snap accepted within "
+                  f"{discovery.SNAP_FLOOR:.0%} of the best held-out error",
         "cells": cells,
         "machine": _machine(load_before),
     }
