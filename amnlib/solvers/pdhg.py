@@ -555,10 +555,13 @@ def _solve_reduced(
     v0: Tensor | None,
     t0: float,
     settings: dict[str, Any],
+    inner: Any = None,
 ) -> SolverReport:
     """Solve the presolved sub-problem (twins merged into free variables, then lumped by
-    :func:`amnlib.lumping.lump` when ``settings["lump"]``) and map its fluxes and duals back to
-    the split columns (zeros for the columns presolve removed)."""
+    :func:`amnlib.lumping.lump` when ``settings["lump"]``) with ``inner`` (default
+    :func:`_pdhg`; :func:`amnlib.solvers.basis._basis_solve` for the exact solver) and map its
+    fluxes and duals back to the split columns (zeros for the columns presolve removed)."""
+    inner = inner or _pdhg
     dev = problem.A.device
     sub, pairs, ct, rt, first, twin = _merge_twins(problem, cols, rows)
     if v0 is not None:
@@ -572,7 +575,7 @@ def _solve_reduced(
         lumping, reduced, lb_inf, ub_inf = _lumped_problem(sub, settings["infinite_bound"])
         x0 = None if v0 is None else lumping.restrict(v0)
         settings["infinite_bound"] = math.inf
-        rep = _pdhg(reduced, x0, t0, **settings)
+        rep = inner(reduced, x0, t0, **settings)
         sub_v = lumping.primal
         sub_dual = torch.as_tensor(
             lumping.dual(rep.dual.detach().cpu().double().numpy(),
@@ -581,7 +584,7 @@ def _solve_reduced(
             dtype=rep.dual.dtype, device=dev,
         )
     else:
-        rep = _pdhg(sub, v0, t0, **settings)
+        rep = inner(sub, v0, t0, **settings)
 
         def sub_v(x: Tensor) -> Tensor:
             return x
