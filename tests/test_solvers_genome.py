@@ -275,3 +275,84 @@ def test_salmonella_lumping_is_exact_and_well_scaled(salmonella):
                   method="highs")
     assert res.status == 0
     assert -res.fun == pytest.approx(salmonella.model.slim_optimize(), rel=1e-7)
+
+
+# --------------------------------------------------------------------------------------------
+# the exact solver by basis reuse (amnlib.solvers.basis)
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "size"), [("textbook", 300), ("iJO1366", 12)])
+def test_basis_solver_is_exact_on_perturbed_models(name, size, textbook, ijo1366):
+    """Random media and knock-outs (``_perturbed``, seed drawn here): every medium COBRApy
+    solves gets COBRApy's growth to 1e-5 h^-1 (float32 output), knocked-out media with growth 0
+    included; media COBRApy finds infeasible are reported infeasible (NaN, no warning). On
+    textbook the media share bases: far fewer LPs than media."""
+    net = textbook if name == "textbook" else ijo1366
+    seed = _seed()
+    media, knockouts = _perturbed(net, np.random.default_rng(seed), size)
+    ref = _cobrapy(net, media, knockouts)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        rep = sv.solve_basis(_problem(net, media, knockouts))
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    g = rep.growth.double().numpy()
+    feasible = np.isfinite(ref)
+    tag = f"{name}, AMNLIB_TEST_SEED={seed}"
+    assert rep.converged.numpy()[feasible].all(), tag
+    np.testing.assert_allclose(g[feasible], ref[feasible], atol=1e-5, err_msg=tag)
+    assert rep.infeasible.numpy()[~feasible].all() and np.isnan(g[~feasible]).all(), tag
+    assert float(rep.violation[torch.as_tensor(feasible)].max()) < 1e-3
+    zero = feasible & (ref < 1e-9)
+    print(name, "media", size, "LPs", rep.iterations, "infeasible", int((~feasible).sum()),
+          "growth 0", int(zero.sum()), "max error", float(np.abs(g - ref)[feasible].max()))
+    if name == "textbook":  # the media without knock-outs share a few bases
+        plain = [i for i, ko in enumerate(knockouts) if not ko]
+        rep = sv.solve_basis(_problem(net, [media[i] for i in plain], [[]] * len(plain)))
+        print("without knock-outs: media", len(plain), "LPs", rep.iterations)
+        assert rep.iterations < len(plain) / 4, rep.iterations
+
+
+@pytest.mark.parametrize(("seed", "medium"), [(213014871, 2), (0, 32)])
+def test_basis_solver_on_blocked_precursor_cases(ijo1366, seed, medium):
+    """The cases PDHG gets wrong (``test_blocked_precursor_known_limit``: 1.73 and 4.66 h^-1)
+    are solved exactly: growth 0, as COBRApy."""
+    media, knockouts = _perturbed(ijo1366, np.random.default_rng(seed), medium + 1)
+    media, knockouts = media[medium:], knockouts[medium:]
+    assert abs(_cobrapy(ijo1366, media, knockouts)[0]) < 1e-9
+    rep = sv.solve_basis(_problem(ijo1366, media, knockouts))
+    assert rep.status == ["converged"]
+    assert abs(float(rep.growth[0])) < 1e-6
+
+
+def test_basis_solver_gradients_match_finite_differences(textbook):
+    """d growth / d uptake bound by autograd through the basis solve (float64) against central
+    finite differences of COBRApy's optimum, for the uptakes present in each medium (at an
+    absent one, bound 0, the optimum has a kink)."""
+    rng = np.random.default_rng(_seed())
+    X = np.zeros((12, len(textbook.medium_ids)))  # columns: medium_ids, as in_ids
+    pos = {e: k for k, e in enumerate(textbook.medium_ids)}
+    for i in range(len(X)):
+        for e, v in textbook.model.medium.items():
+            X[i, pos[e]] = v * rng.uniform(0.3, 1.5) if v < 100 else v
+    xt = torch.tensor(X, requires_grad=True)
+    rep = sv.fba_exact(textbook, xt)
+    rep.growth.sum().backward()
+    grad = xt.grad.numpy()
+
+    def optimum(Xb):
+        return np.array([textbook.solve(textbook.medium_from_vector(x), method="fba").growth
+                         for x in Xb])
+
+    h = 1e-4
+    present = X > 0
+    checked = 0
+    for j in np.flatnonzero(present.any(axis=0)):
+        Xp, Xm = X.copy(), X.copy()
+        Xp[:, j] += h
+        Xm[:, j] -= h
+        fd = (optimum(Xp) - optimum(Xm)) / (2 * h)
+        rows = present[:, j]
+        np.testing.assert_allclose(grad[rows, j], fd[rows], atol=1e-6,
+                                   err_msg=textbook.medium_ids[j])
+        checked += int(rows.sum())
+    assert checked >= 12 * 5
+    np.testing.assert_allclose(rep.growth.detach().numpy(), optimum(X), atol=1e-9)

@@ -15,13 +15,16 @@ of media (tensors ``(batch, n)``; device and dtype follow the inputs), through o
 * :mod:`~amnlib.solvers.pdhg` -- beyond the paper: restarted, preconditioned PDHG (PDLP-style)
   that also handles genome-scale models (:func:`solve_pdhg`, :func:`fast_fba`); its numerical
   kernels (scaling, Halpern blocks) in :mod:`~amnlib.solvers.kernels`, its certificates of
-  infeasibility (Farkas rays, repaired in float64) in :mod:`~amnlib.solvers.infeasibility`.
+  infeasibility (Farkas rays, repaired in float64) in :mod:`~amnlib.solvers.infeasibility`;
+* :mod:`~amnlib.solvers.basis` -- beyond the paper: exact batched FBA by optimal-basis reuse
+  (HiGHS solves one medium per basis; :func:`solve_basis`, :func:`fba_exact`).
 
 The layers used inside AMNs (AMN-QP, AMN-LP) are in :mod:`amnlib.layers`; the paper's Fig. 2
 experiment is :mod:`amnlib.experiments.solvers`. All solvers are plain torch code: gradients flow
 through the iterations, so the growth rate is differentiable with respect to the uptake bounds.
 """
 
+from amnlib.solvers.basis import FEASIBILITY_TOL, fba_exact, solve_basis
 from amnlib.solvers.pdhg import (
     INFEASIBLE_BOX,
     default_iterations,
@@ -39,6 +42,7 @@ from amnlib.solvers.reduce import presolve, reduction_sizes, twin_columns
 from amnlib.solvers.rnn import PAPER_DT, PAPER_ITERATIONS, PAPER_K, rnn_eb, rnn_ub, solve_rnn
 
 __all__ = [
+    "FEASIBILITY_TOL",
     "INFEASIBLE_BOX",
     "LPProblem",
     "PAPER_DT",
@@ -47,12 +51,14 @@ __all__ = [
     "SolverReport",
     "default_iterations",
     "fast_fba",
+    "fba_exact",
     "fba_problem",
     "independent_rows",
     "presolve",
     "reduction_sizes",
     "rnn_eb",
     "rnn_ub",
+    "solve_basis",
     "solve_pdhg",
     "solve_rnn",
     "twin_columns",
