@@ -97,13 +97,12 @@ def _recover_basis(
     if must.size > r:
         return None
     need = r - must.size
-    if must.size:
+    rest = M[:, cand]
+    if must.size and need:  # (a full set of interior columns needs no QR: inv checks it)
         q, rr = np.linalg.qr(M[:, must])
         if np.abs(np.diag(rr)).min() <= 1e-10 * max(np.abs(rr).max(), 1.0):
             return None
-        rest = M[:, cand] - q @ (q.T @ M[:, cand])
-    else:
-        rest = M[:, cand]
+        rest = rest - q @ (q.T @ rest)
     picked = np.arange(0)
     if need:
         if cand.size < need:
