@@ -4,8 +4,9 @@ updates, after the exact reductions of :mod:`amnlib.solvers.reduce`.
 
 It reaches < 1% growth error in a few thousand iterations instead of >= 4 x 10^5 on E. coli core
 and solves genome-scale models (iJO1366, salmonella); on a CPU it is slower than a tuned COBRApy
-loop (``benchmarks/results/solvers.json``). Plain torch code: gradients flow through the
-iterations (autograd).
+loop (``benchmarks/results/solvers.json``), where the exact basis-reuse solver of
+:mod:`amnlib.solvers.basis` is faster on E. coli core batches. Plain torch code: gradients flow
+through the iterations (autograd).
 """
 
 from __future__ import annotations
@@ -156,7 +157,10 @@ def solve_pdhg(
     correct float32 solutions biotin's row (biomass coefficient 2e-6) is fully unsupplied.
     Splitting the biomass column by the decade of its coefficients (so that scaling balances
     the trace precursors' rows) did not change them
-    (``tests/test_solvers_genome.py::test_blocked_precursor_known_limit``).
+    (``tests/test_solvers_genome.py::test_blocked_precursor_known_limit``). For knock-out
+    screens, and wherever exact optima matter more than the GPU, use
+    :func:`~amnlib.solvers.basis.solve_basis` / :func:`~amnlib.solvers.basis.fba_exact`: exact
+    (HiGHS) for every medium, both cases above give growth 0.
     """
     if max_iterations is not None and max_iterations < 1:
         raise ValueError(
