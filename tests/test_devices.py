@@ -325,6 +325,23 @@ def test_pdhg_gradient_wrt_bounds(textbook, media):
         assert bool(torch.isfinite(host(x.grad)).all())
 
 
+def test_basis_solver(textbook, media):
+    """The exact basis-reuse solver: HiGHS on the host, the batched feasibility tests and the
+    fluxes (and their gradients) on the media's device."""
+    X = media.double()
+    ref = solvers.fba_exact(textbook, X)
+    with on_device() as dev:
+        x = X.to(dev).requires_grad_()
+        rep = solvers.fba_exact(textbook, x)
+        for t in (rep.v, rep.growth, rep.converged, rep.dual, rep.bound_dual):
+            assert_on(t, dev)
+        rep.growth.sum().backward()
+        assert_on(x.grad, dev)
+    assert rep.iterations == ref.iterations
+    assert_same(rep.v, ref.v, atol=1e-6)
+    assert bool(torch.isfinite(host(x.grad)).all())
+
+
 @pytest.mark.parametrize("mode", ["UB", "EB"])
 def test_rnn_solvers(textbook, media, mode):
     solve = solvers.rnn_ub if mode == "UB" else solvers.rnn_eb
