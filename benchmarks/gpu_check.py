@@ -13,7 +13,8 @@ runs):
    10^5 media, iJO1366 10^3 and 10^4 media at the 1% accuracy target -- against the tuned
    COBRApy loop (one model, bounds changed in place, ``slim_optimize``; its rate measured on
    this machine's CPU on a few hundred of the same media), with the fraction of media within 1%
-   of COBRApy's growth;
+   of COBRApy's growth; on textbook also the exact basis-reuse solver
+   (:func:`amnlib.solvers.fba_exact`, its batched feasibility tests on the GPU);
 3. the AMN as a surrogate at GPU batch sizes (10^3 to 10^5 media; textbook and iJO1366, trained
    here on GPU with the package's training code; functions of ``bench_surrogate.py``);
 4. each chapter's experiment, ``amnlib reproduce NAME`` in full mode (subprocess; when the full
@@ -108,6 +109,20 @@ def _media(net, spec: str, size: int, seed: int) -> np.ndarray:
     return draw_media(spec, size=size, seed=seed, ratio=0.5)[list(net.in_ids)].to_numpy()
 
 
+def _basis_growth(net, X: np.ndarray, device: torch.device) -> dict:
+    """:func:`amnlib.solvers.fba_exact` (float64) on media ``X``: growth, seconds, LPs."""
+    from amnlib import solvers
+
+    xt = torch.as_tensor(X, dtype=torch.float64, device=device)
+    solvers.fba_exact(net, xt[:2])  # warm-up
+    _sync(device)
+    t0 = time.perf_counter()
+    rep = solvers.fba_exact(net, xt)
+    _sync(device)
+    return {"growth": rep.growth.detach().cpu().numpy(), "seconds": time.perf_counter() - t0,
+            "lps": int(rep.iterations)}
+
+
 def pdhg_bench(device: torch.device, sizes: dict[str, list[int]], n_ref: int, tol: float,
                max_iterations: dict[str, int]) -> dict:
     from bench_surrogate import pdhg_growth, tuned_cobra_loop
@@ -143,7 +158,14 @@ def pdhg_bench(device: torch.device, sizes: dict[str, list[int]], n_ref: int, to
                              float(np.nanmax(rel)) if np.isfinite(rel).any() else None})
             print(f"[gpu_check] PDHG {name} {batch}: {rows[-1]['media_per_s']:.0f} media/s, "
                   f"{rows[-1]['speedup_vs_cobrapy_tuned']:.2f}x tuned COBRApy", flush=True)
-        out[name] = {"cobrapy_tuned_media_per_s": rate, "cobrapy_media": n_ref,
+            if name == "textbook":  # the exact basis-reuse solver (HiGHS on the host)
+                b = _basis_growth(net, X[:batch], device)
+                rows[-1] |= {"basis_seconds": b["seconds"], "basis_lps": b["lps"],
+                             "basis_speedup_vs_cobrapy_tuned": batch / b["seconds"] / rate,
+                             "basis_max_abs_growth_error":
+                                 float(np.abs(b["growth"][:k] - ref[:k]).max())}
+        out[name] = {"network": net.name, "cobrapy_tuned_media_per_s": rate,
+                     "cobrapy_media": n_ref,
                      "max_iterations": max_iterations[name], "runs": rows}
     ijo = [r for r in out.get("iJO1366", {}).get("runs", []) if r["media"] >= 10_000]
     if ijo:
