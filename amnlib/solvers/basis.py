@@ -2,20 +2,26 @@
 media), for batches of media on one network.
 
 FBA problems of one network differ only in their bounds (and ``b`` in mode EB). An optimal
-simplex basis ``B`` (``r`` independent columns of ``A``) stays optimal for every medium in
+simplex basis ``B`` (``r`` independent columns of ``A`` or slacks of its ``r`` independent
+rows) stays optimal for every medium in
 which it is still primal feasible: its reduced costs ``c - A^T y``, ``y = B^-T c_B``, do not
 depend on the bounds. So for a batch:
 
-1. the first medium not yet solved is solved exactly by HiGHS (dual simplex, float64, through
-   :func:`scipy.optimize.linprog`) and its optimal basis is read off the solution (columns
-   strictly inside their bounds, completed by degenerate columns with zero reduced cost);
+1. the first medium not yet solved is solved exactly by HiGHS (dual simplex, float64, on the
+   independent rows, one ``highspy`` model whose bounds change in place, so each solve starts
+   from the last optimal basis) and its optimal basis is HiGHS's own (where that fails, it is
+   read off the solution: columns strictly inside their bounds, completed by degenerate
+   columns with zero reduced cost);
 2. every unsolved medium is tested against that basis at once: the non-basic columns sit at
    the bound their reduced cost's sign asks for, ``x_B = B^-1 (b - N x_N)`` is one batched
    matrix product, and the media where ``x_B`` lies within its bounds are solved, exactly;
 3. repeat until every medium is solved or proven infeasible (HiGHS).
 
-The number of LPs solved is the number of distinct optimal bases the batch needs (textbook,
-1,000 media of the e_coli_core spec: a few dozen), not the number of media. Fluxes are
+The number of LPs solved is the number of distinct optimal bases the batch needs, not the
+number of media: a few dozen for 1,000 or 10,000 textbook media of the e_coli_core spec, 7 for
+100 iJO1366 media of the iML1515 spec (``benchmarks/results/solvers.json``). HiGHS's own basis
+matters at genome scale: bases read off the solution (interior columns completed by arbitrary
+degenerate ones) fitted only their own medium there, 100 LPs for those 100 media. Fluxes are
 ``x_B`` computed in torch from the batch's bounds, so the growth rate is differentiable with
 respect to ``b``, ``lb`` and ``ub`` (exact gradients of the piecewise-linear optimum inside a
 basis's region, the envelope theorem's reduced costs). Media solved by HiGHS whose basis could
@@ -23,9 +29,8 @@ not be recovered keep HiGHS's fluxes (no gradient).
 
 Unlike :func:`~amnlib.solvers.pdhg.solve_pdhg` the answer is exact (HiGHS's tolerances,
 1e-7), also for the ill-conditioned knock-outs that leave a trace biomass precursor
-unobtainable (growth 0), where PDHG can stop at a wrong positive growth. It runs on the CPU
-(HiGHS) with the batched tests on the problem's device; at genome scale, where nearly every
-medium needs its own basis, it costs about one HiGHS solve per medium.
+unobtainable (growth 0), where PDHG can stop at a wrong positive growth. It runs HiGHS on the
+CPU, the batched tests and the fluxes on the problem's device.
 """
 
 from __future__ import annotations
@@ -36,7 +41,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.linalg import qr
-from scipy.optimize import linprog
 from torch import Tensor
 
 from amnlib.network import MetabolicNetwork
@@ -60,32 +64,77 @@ REDUCED_COST_TOL = 1e-9
 @dataclass
 class _Basis:
     """An optimal basis of the (reduced) problem: ``basic (r,)`` columns, ``upper (n,)`` True
-    where a non-basic column sits at its upper bound, ``binv (r, r)`` the inverse of
+    where a non-basic column sits at its upper bound, ``free (n,)`` True where a non-basic
+    column without finite bounds sits at 0 (zero reduced cost), ``binv (r, r)`` the inverse of
     ``A[R, basic]`` and ``y (r,)`` the shadow prices of the independent rows ``R``."""
 
     basic: np.ndarray
     upper: np.ndarray
+    free: np.ndarray
     binv: np.ndarray
     y: np.ndarray
 
 
-def _highs(A: np.ndarray, b: np.ndarray, lb: np.ndarray, ub: np.ndarray, c: np.ndarray):
-    """``max c^T v, A v = b, lb <= v <= ub`` by HiGHS. Returns ``(status, x, y)``: status 0
-    optimal, 2 infeasible, else failed; ``y`` the shadow prices (d objective / d b)."""
-    res = linprog(-c, A_eq=A, b_eq=b, bounds=np.column_stack([lb, ub]), method="highs")
-    if res.status != 0:
-        return res.status, None, None
-    return 0, res.x, -res.eqlin.marginals
+class _HighsLP:
+    """``max c^T v, A v = b, lb <= v <= ub`` in one HiGHS model (highspy, dual simplex) whose
+    bounds change in place between media, so that each solve starts from the last optimal
+    basis (as a COBRApy user's loop does with GLPK): a few pivots instead of a cold solve."""
+
+    def __init__(self, A: np.ndarray, c: np.ndarray) -> None:
+        import highspy
+        from scipy.sparse import csc_matrix
+
+        self._hs = highspy
+        self.m, self.n = A.shape
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("presolve", "off")  # bounds change in place: keep the basis valid
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = self.n, self.m
+        lp.col_cost_ = -c
+        lp.col_lower_, lp.col_upper_ = np.zeros(self.n), np.zeros(self.n)
+        lp.row_lower_, lp.row_upper_ = np.zeros(self.m), np.zeros(self.m)
+        S = csc_matrix(A)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = self.n, self.m
+        lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = (
+            S.indptr, S.indices, S.data)
+        h.passModel(lp)
+        self.h = h
+        self._cols = np.arange(self.n, dtype=np.int32)
+        self._rows = np.arange(self.m, dtype=np.int32)
+
+    def solve(self, b: np.ndarray, lb: np.ndarray, ub: np.ndarray):
+        """Returns ``(status, x, y, basic, basic_rows)``: status 0 optimal, 2 infeasible, else
+        failed; ``y`` the shadow prices (d objective / d b); HiGHS's basic columns and the rows
+        whose slack is basic."""
+        h, hs = self.h, self._hs
+        h.changeColsBounds(self.n, self._cols, lb, ub)
+        if self.m:
+            h.changeRowsBounds(self.m, self._rows, b, b)
+        h.run()
+        status = h.getModelStatus()
+        if status == hs.HighsModelStatus.kInfeasible:
+            return 2, None, None, None, None
+        if status != hs.HighsModelStatus.kOptimal:
+            return 4, None, None, None, None
+        sol, basis, is_basic = h.getSolution(), h.getBasis(), hs.HighsBasisStatus.kBasic
+        cols = np.flatnonzero([s == is_basic for s in basis.col_status])
+        rows = np.flatnonzero([s == is_basic for s in basis.row_status])
+        return 0, np.array(sol.col_value), -np.array(sol.row_dual), cols, rows
 
 
 def _recover_basis(
-    M: np.ndarray, c: np.ndarray, x: np.ndarray, d: np.ndarray, lb: np.ndarray, ub: np.ndarray
+    M: np.ndarray, c: np.ndarray, x: np.ndarray, d: np.ndarray, lb: np.ndarray, ub: np.ndarray,
+    hint: np.ndarray | None = None,
 ) -> _Basis | None:
     """The optimal basis behind HiGHS's vertex ``x`` (independent rows ``M = A[R]``; ``d`` the
-    reduced costs ``c - A^T y`` of HiGHS's shadow prices): the columns strictly inside their
-    bounds, completed to ``r`` independent columns by degenerate ones (at a bound, zero
-    reduced cost; QR with column pivoting). ``None`` when it cannot be completed or is
-    singular."""
+    reduced costs ``c - A^T y`` of HiGHS's shadow prices). ``hint``: HiGHS's own basis
+    (columns of ``M``, slack columns included), taken as it is when it has ``r`` columns and
+    holds every interior column but the free ones at 0 (HiGHS leaves those non-basic). Otherwise
+    the columns strictly inside their bounds, completed to ``r`` independent columns by
+    degenerate ones (at a bound, zero reduced cost; QR with column pivoting). ``None`` when it
+    cannot be completed or is singular."""
     r, n = M.shape
     tol_x = FEASIBILITY_TOL * 1e2 * (1 + np.abs(x))
     at_lb = np.isfinite(lb) & (np.abs(x - lb) <= tol_x)
@@ -94,6 +143,13 @@ def _recover_basis(
     dtol = REDUCED_COST_TOL * (1 + np.abs(c).max())
     cand = np.flatnonzero(~interior & (np.abs(d) <= 1e3 * dtol) & (lb < ub))
     must = np.flatnonzero(interior)
+    free = ~np.isfinite(lb) & ~np.isfinite(ub)
+    if hint is not None and hint.size == r:
+        outside = must[~np.isin(must, hint)]
+        if (free[outside] & (x[outside] == 0)).all():
+            basis = _basis_from(M, c, np.sort(hint), at_lb, at_ub, dtol, free)
+            if basis is not None:
+                return basis
     if must.size > r:
         return None
     need = r - must.size
@@ -111,7 +167,18 @@ def _recover_basis(
         if abs(rp[need - 1, need - 1]) <= 1e-10 * max(abs(rp[0, 0]), 1.0):
             return None
         picked = cand[piv[:need]]
-    basic = np.sort(np.concatenate([must, picked]))
+    return _basis_from(M, c, np.sort(np.concatenate([must, picked])), at_lb, at_ub, dtol,
+                       np.zeros_like(free))
+
+
+def _basis_from(
+    M: np.ndarray, c: np.ndarray, basic: np.ndarray, at_lb: np.ndarray, at_ub: np.ndarray,
+    dtol: float, free: np.ndarray,
+) -> _Basis | None:
+    """The :class:`_Basis` of the columns ``basic`` (r,), ``None`` where ``M[:, basic]`` is
+    singular; non-basic columns sit where their reduced cost's sign asks (degenerate ones
+    where the vertex has them; ``free`` ones at 0)."""
+    r = M.shape[0]
     B = M[:, basic]
     try:
         binv = np.linalg.inv(B)
@@ -123,7 +190,11 @@ def _recover_basis(
     d = c - M.T @ y_b
     upper = np.where(np.abs(d) <= dtol, at_ub & ~at_lb, d > 0)
     upper[basic] = False
-    return _Basis(basic=basic, upper=upper, binv=binv, y=y_b)
+    free = free.copy()
+    free[basic] = False
+    if (np.abs(d[free]) > dtol).any():
+        return None
+    return _Basis(basic=basic, upper=upper & ~free, free=free, binv=binv, y=y_b)
 
 
 def _covered(
@@ -135,7 +206,11 @@ def _covered(
     nb = np.ones(M.shape[1], dtype=bool)
     nb[basis.basic] = False
     xn = np.where(basis.upper[nb], ub[:, nb], lb[:, nb])
+    free = basis.free[nb]
+    xn[:, free] = 0.0
     finite = np.isfinite(xn).all(axis=1)
+    if free.any():  # 0 must lie within the free columns' bounds in those media
+        finite &= ((lb[:, nb][:, free] <= 0) & (ub[:, nb][:, free] >= 0)).all(axis=1)
     xn = np.where(np.isfinite(xn), xn, 0.0)
     xb = (bR - xn @ M[:, nb].T) @ basis.binv.T
     lo, hi = lb[:, basis.basic], ub[:, basis.basic]
@@ -145,7 +220,7 @@ def _covered(
         x = np.zeros((int(ok.sum()), M.shape[1]))
         x[:, nb] = xn[ok]
         x[:, basis.basic] = xb[ok]
-        res = np.abs(x @ A.T - b[ok]).max(axis=1)
+        res = np.abs(x[:, : A.shape[1]] @ A.T - b[ok]).max(axis=1)
         ok[ok] = res <= 1e-7 * (1 + np.abs(b[ok]).max(axis=1))
     return ok
 
@@ -169,6 +244,13 @@ def _basis_solve(
     R = independent_rows(A64) if A64.shape[0] else np.arange(0)
     M = A64[R]
     bR = b[:, R]
+    # HiGHS solves the independent rows only (the others are checked below), and their slacks
+    # (fixed at 0) join the columns: HiGHS's bases hold some
+    r = R.size
+    Ma = np.hstack([M, np.eye(r)])
+    ca = np.concatenate([c64, np.zeros(r)])
+    lba = np.hstack([lb, np.zeros((batch, r))])
+    uba = np.hstack([ub, np.zeros((batch, r))])
     owner = np.full(batch, -1)  # basis index per medium; -2 HiGHS only; -3 infeasible; -4 failed
     direct: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     bad = (lb > ub + 1e-9).any(axis=1)
@@ -182,11 +264,15 @@ def _basis_solve(
         bar = tqdm(total=batch, desc="exact FBA (bases)", leave=False)
     # the media left, compacted as they are solved
     todo = np.flatnonzero(owner == -1)
-    left = (b[todo], bR[todo], lb[todo], ub[todo])
+    left = (b[todo], bR[todo], lba[todo], uba[todo])
+    lp = _HighsLP(M, c64) if todo.size else None
     while todo.size:
         i = int(todo[0])
-        status, x, y = _highs(A64, b[i], lb[i], ub[i], c64)
+        status, x, yR, cols, rows = lp.solve(bR[i], lb[i], ub[i])
         solves += 1
+        if status == 0 and r < A64.shape[0]:  # the dependent rows hold for every x or none
+            if np.abs(A64 @ x - b[i]).max() > 1e-7 * (1 + np.abs(b[i]).max()):
+                status = 2
         hit = np.zeros(todo.size, dtype=bool)
         hit[0] = True
         if status == 2:
@@ -194,9 +280,13 @@ def _basis_solve(
         elif status != 0:
             owner[i] = -4
         else:
-            basis = _recover_basis(M, c64, x, c64 - A64.T @ y, lb[i], ub[i])
+            y = np.zeros(A64.shape[0])
+            y[R] = yR
+            basis = _recover_basis(Ma, ca, np.concatenate([x, np.zeros(r)]),
+                                   ca - np.concatenate([M.T @ yR, yR]), lba[i], uba[i],
+                                   hint=np.concatenate([cols, n + rows]))
             if basis is not None:
-                hit = _covered(basis, M, A64, *left)
+                hit = _covered(basis, Ma, A64, *left)
             if basis is not None and hit[0]:
                 owner[todo[hit]] = len(bases)
                 bases.append(basis)
@@ -214,19 +304,24 @@ def _basis_solve(
     # fluxes in torch from the batch's bounds: exact and differentiable within each basis
     dev = problem.A.device
     f64 = torch.float64
-    A_t = torch.as_tensor(M, dtype=f64, device=dev)
+    A_t = torch.as_tensor(Ma, dtype=f64, device=dev)
     lb_t, ub_t, b_t = (t.to(f64) for t in (lbt, ubt, problem.b))
+    zeros = torch.zeros(batch, r, dtype=f64, device=dev)
+    lb_t, ub_t = torch.cat([lb_t, zeros], dim=1), torch.cat([ub_t, zeros], dim=1)
+    na = n + r
     R_t = torch.as_tensor(R, device=dev, dtype=torch.long)
     parts, ys, order = [], [], []
     for k, basis in enumerate(bases):
         idx = np.flatnonzero(owner == k)
         idx_t = torch.as_tensor(idx, device=dev)
-        nb = np.ones(n, dtype=bool)
+        nb = np.ones(na, dtype=bool)
         nb[basis.basic] = False
         nb_t = torch.as_tensor(np.flatnonzero(nb), device=dev)
         up = torch.as_tensor(basis.upper[nb], device=dev)
         xn = torch.where(up, ub_t.index_select(0, idx_t).index_select(1, nb_t),
                          lb_t.index_select(0, idx_t).index_select(1, nb_t))
+        if basis.free.any():
+            xn = xn.masked_fill(torch.as_tensor(basis.free[nb], device=dev), 0.0)
         A_nb = A_t.index_select(1, nb_t)
         rhs = b_t.index_select(0, idx_t).index_select(1, R_t) - xn @ A_nb.T
         xb = rhs @ torch.as_tensor(basis.binv, dtype=f64, device=dev).T
@@ -239,15 +334,16 @@ def _basis_solve(
         ys.append(np.broadcast_to(yk, (idx.size, yk.size)))
         order.append(idx)
     for i, (x, y) in direct.items():
-        parts.append(torch.as_tensor(x, dtype=f64, device=dev)[None])
+        parts.append(torch.as_tensor(np.concatenate([x, np.zeros(r)]), dtype=f64,
+                                     device=dev)[None])
         ys.append(y[None])
         order.append(np.array([i]))
     rest = np.flatnonzero(owner < -2)  # infeasible or failed: zeros (NaN after _flag_failures)
-    parts.append(torch.zeros(rest.size, n, dtype=f64, device=dev))
+    parts.append(torch.zeros(rest.size, na, dtype=f64, device=dev))
     ys.append(np.zeros((rest.size, A64.shape[0])))
     order.append(rest)
     back = torch.as_tensor(np.argsort(np.concatenate(order)), device=dev)
-    v = torch.cat(parts).index_select(0, back)
+    v = torch.cat(parts).index_select(0, back)[:, :n]  # the slacks go
     dual = torch.as_tensor(np.concatenate(ys), dtype=f64, device=dev).index_select(0, back)
     solved = torch.as_tensor((owner >= 0) | (owner == -2), device=dev)
     infeasible = torch.as_tensor(owner == -3, device=dev)
