@@ -5,8 +5,8 @@ updates, after the exact reductions of :mod:`amnlib.solvers.reduce`.
 It reaches < 1% growth error in a few thousand iterations instead of >= 4 x 10^5 on E. coli core
 and solves genome-scale models (iJO1366, salmonella); on a CPU it is slower than a tuned COBRApy
 loop (``benchmarks/results/solvers.json``), where the exact basis-reuse solver of
-:mod:`amnlib.solvers.basis` is faster on E. coli core batches. Plain torch code: gradients flow
-through the iterations (autograd).
+:mod:`amnlib.solvers.basis` is faster on E. coli core and iJO1366 batches. Plain torch code:
+gradients flow through the iterations (autograd).
 """
 
 from __future__ import annotations
