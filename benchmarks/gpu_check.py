@@ -14,7 +14,8 @@ runs):
    COBRApy loop (one model, bounds changed in place, ``slim_optimize``; its rate measured on
    this machine's CPU on a few hundred of the same media), with the fraction of media within 1%
    of COBRApy's growth; on textbook also the exact basis-reuse solver
-   (:func:`amnlib.solvers.fba_exact`, its batched feasibility tests on the GPU);
+   (:func:`amnlib.solvers.fba_exact`: HiGHS and its feasibility tests on the CPU, the fluxes on
+   the GPU);
 3. the AMN as a surrogate at GPU batch sizes (10^3 to 10^5 media; textbook and iJO1366, trained
    here on GPU with the package's training code; functions of ``bench_surrogate.py``);
 4. each chapter's experiment, ``amnlib reproduce NAME`` in full mode (subprocess; when the full

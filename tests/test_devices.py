@@ -326,8 +326,8 @@ def test_pdhg_gradient_wrt_bounds(textbook, media):
 
 
 def test_basis_solver(textbook, media):
-    """The exact basis-reuse solver: HiGHS on the host, the batched feasibility tests and the
-    fluxes (and their gradients) on the media's device."""
+    """The exact basis-reuse solver: HiGHS and the feasibility tests on the host, the fluxes
+    (and their gradients) on the media's device."""
     X = media.double()
     ref = solvers.fba_exact(textbook, X)
     with on_device() as dev:

@@ -29,8 +29,9 @@ not be recovered keep HiGHS's fluxes (no gradient).
 
 Unlike :func:`~amnlib.solvers.pdhg.solve_pdhg` the answer is exact (HiGHS's tolerances,
 1e-7), also for the ill-conditioned knock-outs that leave a trace biomass precursor
-unobtainable (growth 0), where PDHG can stop at a wrong positive growth. It runs HiGHS on the
-CPU, the batched tests and the fluxes on the problem's device.
+unobtainable (growth 0), where PDHG can stop at a wrong positive growth. HiGHS and the batched
+feasibility tests run on the CPU (numpy, float64); the fluxes and their gradients are rebuilt in
+torch on the problem's device.
 """
 
 from __future__ import annotations
