@@ -36,6 +36,8 @@ torch on the problem's device.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -76,6 +78,23 @@ class _Basis:
     y: np.ndarray
 
 
+def _quiet(make):
+    """``make()`` with the process's standard output closed: HiGHS prints a banner on its
+    first instance, before any option can be set."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no standard output to close
+        return make()
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            return make()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 class _HighsLP:
     """``max c^T v, A v = b, lb <= v <= ub`` in one HiGHS model (highspy, dual simplex) whose
     bounds change in place between media, so that each solve starts from the last optimal
@@ -87,7 +106,7 @@ class _HighsLP:
 
         self._hs = highspy
         self.m, self.n = A.shape
-        h = highspy.Highs()
+        h = _quiet(highspy.Highs)
         h.setOptionValue("output_flag", False)
         h.setOptionValue("presolve", "off")  # bounds change in place: keep the basis valid
         lp = highspy.HighsLp()
