@@ -110,23 +110,9 @@ def _media(net, spec: str, size: int, seed: int) -> np.ndarray:
     return draw_media(spec, size=size, seed=seed, ratio=0.5)[list(net.in_ids)].to_numpy()
 
 
-def _basis_growth(net, X: np.ndarray, device: torch.device) -> dict:
-    """:func:`amnlib.solvers.fba_exact` (float64) on media ``X``: growth, seconds, LPs."""
-    from amnlib import solvers
-
-    xt = torch.as_tensor(X, dtype=torch.float64, device=device)
-    solvers.fba_exact(net, xt[:2])  # warm-up
-    _sync(device)
-    t0 = time.perf_counter()
-    rep = solvers.fba_exact(net, xt)
-    _sync(device)
-    return {"growth": rep.growth.detach().cpu().numpy(), "seconds": time.perf_counter() - t0,
-            "lps": int(rep.iterations)}
-
-
 def pdhg_bench(device: torch.device, sizes: dict[str, list[int]], n_ref: int, tol: float,
                max_iterations: dict[str, int]) -> dict:
-    from bench_surrogate import pdhg_growth, tuned_cobra_loop
+    from bench_surrogate import exact_growth, pdhg_growth, tuned_cobra_loop
 
     from amnlib.data import load_medium_spec
     from amnlib.experiments.amn_genome import load_genome_network
@@ -160,7 +146,7 @@ def pdhg_bench(device: torch.device, sizes: dict[str, list[int]], n_ref: int, to
             print(f"[gpu_check] PDHG {name} {batch}: {rows[-1]['media_per_s']:.0f} media/s, "
                   f"{rows[-1]['speedup_vs_cobrapy_tuned']:.2f}x tuned COBRApy", flush=True)
             if name == "textbook":  # the exact basis-reuse solver (HiGHS on the host)
-                b = _basis_growth(net, X[:batch], device)
+                b = exact_growth(net, X[:batch], device)
                 rows[-1] |= {"basis_seconds": b["seconds"], "basis_lps": b["lps"],
                              "basis_speedup_vs_cobrapy_tuned": batch / b["seconds"] / rate,
                              "basis_max_abs_growth_error":
