@@ -241,3 +241,32 @@ def test_comparison_reports_iterations_to_flux_r2(textbook):
                 earlier = [j for j in its if j < it]
                 assert not earlier or curve[earlier[-1]] < thr
     assert metrics["PDHG"]["iterations_to_flux_r2_0.90"] is not None
+
+
+def test_bases_needed_and_the_benchmark_tables(textbook):
+    """Chapter 2's helpers: LPs per batch size (a prefix never needs more LPs than the whole
+    batch, and far fewer than media), and the committed gradient and surrogate records as
+    tables (the speed-up column is the ratio of the recorded seconds)."""
+    import json
+    from pathlib import Path
+
+    from amnlib.experiments.amn import surrogate_table
+    from amnlib.experiments.solvers import bases_needed, gradient_table
+    from amnlib.simulate import draw_media
+
+    X = draw_media("e_coli_core", size=300, seed=0, ratio=0.5)[list(textbook.in_ids)].to_numpy()
+    lps = bases_needed(textbook, X, [30, 300])
+    assert lps[0] <= lps[1] == sv.fba_exact(textbook, X).iterations < 300 / 4
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    diffopt = json.loads((results / "diffopt.json").read_text())
+    per = diffopt["seconds_per_medium_forward_backward"]
+    table = gradient_table(diffopt)
+    ratio = per["cvxpylayers_clarabel"] / per["basis_autograd"]
+    assert table.loc["basis reuse, autograd (exact)", "x cvxpylayers (Clarabel)"] == f"{ratio:.1f}"
+    surrogate = json.loads((results / "surrogate.json").read_text())
+    run = next(r for r in surrogate["runs"] if r["model"] == "iJO1366")
+    table = surrogate_table(surrogate, ["iJO1366"])
+    assert {m for m, _ in table.index} == {"iJO1366", "paper"}
+    row = table.loc[("iJO1366", "basis reuse (exact FBA)")]
+    assert row["iterations"] == f"{run['exact_basis']['lps_solved']} LPs"

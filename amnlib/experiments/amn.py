@@ -173,6 +173,58 @@ def _pm(mean: float, std: float) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
 
+def _readable(v: Any) -> Any:
+    """A table cell for display: blank for a missing value, thousands separated from 10^4 on,
+    else 4 significant digits."""
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
+    return v
+
+
+def surrogate_table(record: dict[str, Any], models: Sequence[str] | None = None) -> pd.DataFrame:
+    """``benchmarks/results/surrogate.json`` (the AMN as an FBA surrogate on new media) as a
+    table for display (strings), rows ``(model, method)``: the AMN's growth-only and full-flux
+    paths (iterations of the mechanistic layer, growth Q^2 and max |error| against FBA, media
+    per second at batch 1 and at its best batch, speed-up over the tuned COBRApy loop), the
+    tuned COBRApy loop, the exact basis-reuse solver (LPs solved), the batched PDHG, and the
+    preprint's RNN-EB/UB iterations (Fig. 2D) last. ``models``: the runs to show (all)."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in record["runs"]:
+        if models is not None and run["model"] not in models:
+            continue
+        model = run["model"]
+        for path, label in (("growth", "growth-only"), ("full", "full-flux")):
+            rates = {r["batch"]: r for k, r in run["amn_rates"].items() if k.startswith(path)}
+            best = max(rates.values(), key=lambda r: r["per_s"])
+            rows[(model, f"AMN, {label}")] = {
+                "iterations": papers.value("repo.ecoli_core_timestep") if path == "full" else 0,
+                "growth Q2 vs FBA": run[f"{path}_q2"],
+                "max |error| (1/h)": run[f"{path}_max_abs_error"],
+                "media/s, batch 1": rates[1]["per_s"] if 1 in rates else None,
+                "best media/s": best["per_s"], "at batch": best["batch"],
+                "x tuned COBRApy": best["speedup_vs_cobrapy_tuned"]}
+        rows[(model, "COBRApy loop (tuned)")] = {
+            "best media/s": run["cobrapy_tuned_media_per_s"], "x tuned COBRApy": 1.0}
+        if "exact_basis" in run:
+            ex = run["exact_basis"]
+            rows[(model, "basis reuse (exact FBA)")] = {
+                "iterations": f"{ex['lps_solved']} LPs", "growth Q2 vs FBA": ex["q2"],
+                "max |error| (1/h)": ex["max_abs_growth_error"],
+                "best media/s": ex["media_per_s"], "at batch": ex["media"],
+                "x tuned COBRApy": ex["speedup_vs_cobrapy_tuned"]}
+        if "pdhg" in run:
+            pdhg = run["pdhg"]
+            rows[(model, "PDHG batch")] = {
+                "iterations": pdhg["iterations"], "growth Q2 vs FBA": pdhg["q2_converged"],
+                "converged": f"{pdhg['converged']}/{pdhg['media']}",
+                "best media/s": pdhg["media_per_s"], "at batch": pdhg["media"],
+                "x tuned COBRApy": pdhg["speedup_vs_cobrapy_tuned"]}
+    rows[("paper", "RNN-EB/UB")] = {"iterations": papers.value("fig2.iterations_needed")}
+    return pd.DataFrame(rows).T.map(_readable)
+
+
 #: Metrics of a Table 1 row compared with the paper.
 TABLE1_KEYS = ("r2", "q2", "sv2", "q2_test", "sv2_test", "seconds_per_epoch")
 

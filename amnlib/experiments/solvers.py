@@ -1,6 +1,9 @@
 """Paper Fig. 2 (chapter 2): RNN-EB, RNN-UB and the restarted PDHG against COBRApy on textbook
 media -- growth rates (Fig. 2C), flux R^2 against pFBA as iterations proceed (Fig. 2D), and the
-gradient of the growth rate (autograd, envelope, finite differences).
+gradient of the growth rate (autograd, envelope, finite differences). Beyond the paper: how many
+optimal bases a batch needs (:func:`bases_needed`, the exact solver of
+:mod:`amnlib.solvers.basis`), and the committed solver and gradient benchmarks as a figure and
+a table (:func:`plot_throughput`, :func:`gradient_table`).
 
 ``run(fast)`` reproduces the experiment (``amnlib reproduce solvers``); the solvers themselves
 live in :mod:`amnlib.solvers`.
@@ -9,11 +12,12 @@ live in :mod:`amnlib.solvers`.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from amnlib.network import MetabolicNetwork
@@ -22,14 +26,15 @@ from amnlib.solvers import (
     PAPER_ITERATIONS,
     SolverReport,
     fast_fba,
+    fba_exact,
     rnn_eb,
     rnn_ub,
     uptake_matrix,
 )
 
 __all__ = [
-    "Comparison", "compare_solvers", "gradient_check", "log_checkpoints", "plot_flux_r2",
-    "plot_growth", "run",
+    "Comparison", "bases_needed", "compare_solvers", "gradient_check", "gradient_table",
+    "log_checkpoints", "plot_bases", "plot_flux_r2", "plot_growth", "plot_throughput", "run",
 ]
 
 
@@ -246,6 +251,84 @@ def plot_flux_r2(ax, comparison: Comparison, labels: Sequence[str] | None = None
     ax.set_ylabel("R$^2$ of all fluxes vs pFBA")
     ax.legend(frameon=False)
     return ax
+
+
+def bases_needed(network: MetabolicNetwork, media: np.ndarray, sizes: Sequence[int]) -> list[int]:
+    """LPs :func:`amnlib.solvers.fba_exact` solves (the distinct optimal bases) for the first
+    ``n`` rows of ``media`` (batch, n_in; uptake bounds, mmol/gDW/h), for each ``n`` in
+    ``sizes``."""
+    return [fba_exact(network, media[:n]).iterations for n in sizes]
+
+
+def plot_bases(ax, sizes: Sequence[int], lps: Sequence[int]):
+    """LPs solved against batch size (:func:`bases_needed`), beside one LP per medium."""
+    ax.loglog(sizes, sizes, "--", color="grey", label="one LP per medium (COBRApy loop)")
+    ax.loglog(sizes, lps, "o-", label="sv.fba_exact: LPs solved by HiGHS")
+    ax.set_xlabel("media in the batch")
+    ax.set_ylabel("LPs solved")
+    ax.set_title("Distinct optimal bases a batch visits")
+    ax.legend()
+    return ax
+
+
+def plot_throughput(ax, runs: Sequence[Mapping[str, Any]]):
+    """Media per second of the tuned COBRApy loop, the batched PDHG and the exact basis solver,
+    one group of log-scale bars per run of ``benchmarks/results/solvers.json`` (its
+    ``runs``; a solver a run did not time has no bar)."""
+    keys = {"cobrapy_media_per_s": "COBRApy loop (tuned)", "pdhg_media_per_s": "PDHG (batched)",
+            "basis_media_per_s": "basis reuse (exact)"}
+    rates = pd.DataFrame([{label: run.get(key, np.nan) for key, label in keys.items()}
+                          for run in runs],
+                         index=[f"{run['model']}\n{run['media']:,}" for run in runs])
+    rates.plot.bar(ax=ax, logy=True, rot=0, legend=False)
+    ax.set_ylim(0.1, 500 * np.nanmax(rates.to_numpy()))  # room for the legend above the bars
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_ylabel("media per second")
+    ax.set_xlabel("model, media in the batch")
+    ax.set_title("Throughput, benchmarks/results/solvers.json")
+    return ax
+
+
+#: Rows of :func:`gradient_table`: keys of ``benchmarks/results/diffopt.json`` and their labels.
+GRADIENT_METHODS = {
+    "pdhg_envelope": "PDHG, envelope (bound multipliers)",
+    "pdhg_autograd": "PDHG, autograd through the iterations",
+    "basis_envelope": "basis reuse, envelope (exact)",
+    "basis_autograd": "basis reuse, autograd (exact)",
+    "basis_autograd_cvx_batch": "basis reuse, autograd, cvxpylayers' batch",
+    "cvxpylayers_clarabel": "cvxpylayers (Clarabel)",
+    "cvxpylayers_scs": "cvxpylayers (SCS, eps 1e-9)",
+}
+
+
+def gradient_table(record: Mapping[str, Any]) -> pd.DataFrame:
+    """``benchmarks/results/diffopt.json`` (d growth / d uptake bounds, textbook) as a table
+    for display (strings): per method what it solves, ms per medium for forward + backward,
+    the speed-up over cvxpylayers with Clarabel, the largest difference from finite
+    differences and the share within 1e-4 (compounds present); the preprint's RNN-EB/UB
+    iterations (Fig. 2D) first."""
+    from amnlib import papers
+
+    per = record["seconds_per_medium_forward_backward"]
+    err = record["gradient_vs_finite_differences"]
+    media = record["media"]
+    solves = {"pdhg_envelope": f"{record['pdhg']['iterations']:,} iterations",
+              "pdhg_autograd": f"{record['pdhg']['autograd_iterations']:,} iterations"}
+    for key in ("envelope", "autograd", "autograd_cvx_batch"):
+        if "basis" in record:
+            solves[f"basis_{key}"] = (f"{record['basis'][f'lps_{key}']} LPs for "
+                                      f"{media[f'basis_{key}']:,} media")
+    rows = {"RNN-EB/UB (preprint, Fig. 2D)": {
+        "solves": f"{papers.value('fig2.iterations_needed'):,.0f} iterations"}}
+    for key, label in GRADIENT_METHODS.items():
+        if key in per:
+            rows[label] = {
+                "solves": solves.get(key, "one LP per medium"),
+                "ms per medium (forward + backward)": f"{1e3 * per[key]:.3f}",
+                "x cvxpylayers (Clarabel)": f"{per['cvxpylayers_clarabel'] / per[key]:.1f}",
+                "max |grad - finite diff.|": f"{err[key]['max_present']:.1e}",
+                "share within 1e-4": f"{err[key]['fraction_present_within_1e-4']:.2f}"}
+    return pd.DataFrame(rows).T.fillna("")
 
 
 def _textbook_set(size: int, seed: int = 0):
