@@ -9,9 +9,7 @@ depend on the bounds. So for a batch:
 
 1. the first medium not yet solved is solved exactly by HiGHS (dual simplex, float64, on the
    independent rows, one ``highspy`` model whose bounds change in place, so each solve starts
-   from the last optimal basis) and its optimal basis is HiGHS's own (where that fails, it is
-   read off the solution: columns strictly inside their bounds, completed by degenerate
-   columns with zero reduced cost);
+   from the last optimal basis) and its optimal basis is HiGHS's own;
 2. every unsolved medium is tested against that basis at once: the non-basic columns sit at
    the bound their reduced cost's sign asks for, ``x_B = B^-1 (b - N x_N)`` is one batched
    matrix product, and the media where ``x_B`` lies within its bounds are solved, exactly;
@@ -21,11 +19,12 @@ The number of LPs solved is the number of distinct optimal bases the batch needs
 number of media: a few dozen for 1,000 or 10,000 textbook media of the e_coli_core spec, 7 for
 100 iJO1366 media of the iML1515 spec (``benchmarks/results/solvers.json``). HiGHS's own basis
 matters at genome scale: bases read off the solution (interior columns completed by arbitrary
-degenerate ones) fitted only their own medium there, 100 LPs for those 100 media. Fluxes are
+degenerate ones; an earlier version) fitted only their own medium there, 100 LPs for those 100
+media. Fluxes are
 ``x_B`` computed in torch from the batch's bounds, so the growth rate is differentiable with
 respect to ``b``, ``lb`` and ``ub`` (exact gradients of the piecewise-linear optimum inside a
-basis's region, the envelope theorem's reduced costs). Media solved by HiGHS whose basis could
-not be recovered keep HiGHS's fluxes (no gradient).
+basis's region, the envelope theorem's reduced costs). Media solved by HiGHS whose basis does not
+fit its vertex keep HiGHS's fluxes (no gradient).
 
 Unlike :func:`~amnlib.solvers.pdhg.solve_pdhg` the answer is exact (HiGHS's tolerances,
 1e-7), also for the ill-conditioned knock-outs that leave a trace biomass precursor
@@ -43,7 +42,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.linalg import qr
 from torch import Tensor
 
 from amnlib.network import MetabolicNetwork
@@ -145,60 +143,26 @@ class _HighsLP:
 
 
 def _recover_basis(
-    M: np.ndarray, c: np.ndarray, x: np.ndarray, d: np.ndarray, lb: np.ndarray, ub: np.ndarray,
-    hint: np.ndarray | None = None,
+    M: np.ndarray, c: np.ndarray, x: np.ndarray, lb: np.ndarray, ub: np.ndarray,
+    basic: np.ndarray,
 ) -> _Basis | None:
-    """The optimal basis behind HiGHS's vertex ``x`` (independent rows ``M = A[R]``; ``d`` the
-    reduced costs ``c - A^T y`` of HiGHS's shadow prices). ``hint``: HiGHS's own basis
-    (columns of ``M``, slack columns included), taken as it is when it has ``r`` columns and
-    holds every interior column but the free ones at 0 (HiGHS leaves those non-basic). Otherwise
-    the columns strictly inside their bounds, completed to ``r`` independent columns by
-    degenerate ones (at a bound, zero reduced cost; QR with column pivoting). ``None`` when it
-    cannot be completed or is singular."""
-    r, n = M.shape
+    """The :class:`_Basis` of HiGHS's optimal basis ``basic`` (``r`` columns of ``M``, slack
+    columns included) at its vertex ``x``: non-basic columns sit where their reduced cost's
+    sign asks (degenerate ones where the vertex has them; free ones, which HiGHS leaves
+    non-basic, at 0). ``None`` where it does not fit (not ``r`` columns, an interior column
+    non-basic, ``M[:, basic]`` singular): the medium then keeps HiGHS's answer."""
+    r = M.shape[0]
+    if basic.size != r:
+        return None
+    basic = np.sort(basic)
     tol_x = FEASIBILITY_TOL * 1e2 * (1 + np.abs(x))
     at_lb = np.isfinite(lb) & (np.abs(x - lb) <= tol_x)
     at_ub = np.isfinite(ub) & (np.abs(x - ub) <= tol_x)
-    interior = ~at_lb & ~at_ub
-    dtol = REDUCED_COST_TOL * (1 + np.abs(c).max())
-    cand = np.flatnonzero(~interior & (np.abs(d) <= 1e3 * dtol) & (lb < ub))
-    must = np.flatnonzero(interior)
-    free = ~np.isfinite(lb) & ~np.isfinite(ub)
-    if hint is not None and hint.size == r:
-        outside = must[~np.isin(must, hint)]
-        if (free[outside] & (x[outside] == 0)).all():
-            basis = _basis_from(M, c, np.sort(hint), at_lb, at_ub, dtol, free)
-            if basis is not None:
-                return basis
-    if must.size > r:
+    free = ~np.isfinite(lb) & ~np.isfinite(ub) & (x == 0)
+    nonbasic = np.ones(M.shape[1], dtype=bool)
+    nonbasic[basic] = False
+    if (nonbasic & ~at_lb & ~at_ub & ~free).any():
         return None
-    need = r - must.size
-    rest = M[:, cand]
-    if must.size and need:  # (a full set of interior columns needs no QR: inv checks it)
-        q, rr = np.linalg.qr(M[:, must])
-        if np.abs(np.diag(rr)).min() <= 1e-10 * max(np.abs(rr).max(), 1.0):
-            return None
-        rest = rest - q @ (q.T @ rest)
-    picked = np.arange(0)
-    if need:
-        if cand.size < need:
-            return None
-        _, rp, piv = qr(rest, mode="economic", pivoting=True)
-        if abs(rp[need - 1, need - 1]) <= 1e-10 * max(abs(rp[0, 0]), 1.0):
-            return None
-        picked = cand[piv[:need]]
-    return _basis_from(M, c, np.sort(np.concatenate([must, picked])), at_lb, at_ub, dtol,
-                       np.zeros_like(free))
-
-
-def _basis_from(
-    M: np.ndarray, c: np.ndarray, basic: np.ndarray, at_lb: np.ndarray, at_ub: np.ndarray,
-    dtol: float, free: np.ndarray,
-) -> _Basis | None:
-    """The :class:`_Basis` of the columns ``basic`` (r,), ``None`` where ``M[:, basic]`` is
-    singular; non-basic columns sit where their reduced cost's sign asks (degenerate ones
-    where the vertex has them; ``free`` ones at 0)."""
-    r = M.shape[0]
     B = M[:, basic]
     try:
         binv = np.linalg.inv(B)
@@ -208,13 +172,12 @@ def _basis_from(
         return None
     y_b = binv.T @ c[basic]
     d = c - M.T @ y_b
-    upper = np.where(np.abs(d) <= dtol, at_ub & ~at_lb, d > 0)
-    upper[basic] = False
-    free = free.copy()
-    free[basic] = False
+    dtol = REDUCED_COST_TOL * (1 + np.abs(c).max())
+    free &= nonbasic
     if (np.abs(d[free]) > dtol).any():
         return None
-    return _Basis(basic=basic, upper=upper & ~free, free=free, binv=binv, y=y_b)
+    upper = np.where(np.abs(d) <= dtol, at_ub & ~at_lb, d > 0) & nonbasic & ~free
+    return _Basis(basic=basic, upper=upper, free=free, binv=binv, y=y_b)
 
 
 def _covered(
@@ -302,9 +265,8 @@ def _basis_solve(
         else:
             y = np.zeros(A64.shape[0])
             y[R] = yR
-            basis = _recover_basis(Ma, ca, np.concatenate([x, np.zeros(r)]),
-                                   ca - np.concatenate([M.T @ yR, yR]), lba[i], uba[i],
-                                   hint=np.concatenate([cols, n + rows]))
+            basis = _recover_basis(Ma, ca, np.concatenate([x, np.zeros(r)]), lba[i], uba[i],
+                                   np.concatenate([cols, n + rows]))
             if basis is not None:
                 hit = _covered(basis, Ma, A64, *left)
             if basis is not None and hit[0]:
