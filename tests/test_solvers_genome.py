@@ -80,11 +80,13 @@ def _problem(net: MetabolicNetwork, media, knockouts) -> sv.LPProblem:
     return prob
 
 
-def _check(name: str, net: MetabolicNetwork, size: int, all_converge: bool, **kw) -> None:
+def _check(name: str, net: MetabolicNetwork, size: int, all_converge: bool,
+           default_converges: bool = True, **kw) -> None:
     """``size`` perturbed media (``_perturbed``) against COBRApy. Always: no medium is given
     a wrong growth rate (converged ones within 1%, the others NaN and named by a
-    RuntimeWarning), no feasible medium is called infeasible, the default medium converges.
-    ``all_converge``: every feasible medium converges (within the budget ``kw``).
+    RuntimeWarning), no feasible medium is called infeasible. ``default_converges``: the
+    default medium (the first) converges. ``all_converge``: every feasible medium converges
+    (within the budget ``kw``).
 
     Except media whose knock-outs block a biomass precursor (COBRApy growth 0): the known limit
     of ``solve_pdhg`` (its docstring; ``test_blocked_precursor_known_limit``). They are solved
@@ -109,7 +111,7 @@ def _check(name: str, net: MetabolicNetwork, size: int, all_converge: bool, **kw
         print(name, "blocked precursor (COBRApy growth 0), not judged: media",
               np.flatnonzero(blocked).tolist(), "PDHG growth", g[blocked].tolist(),
               "converged", conv[blocked].tolist())
-    assert conv[0], f"default medium not converged ({tag})"
+    assert conv[0] or not default_converges, f"default medium not converged ({tag})"
     if all_converge:
         assert conv[feasible].all(), f"not converged: {np.flatnonzero(feasible & ~conv)} ({tag})"
     assert not rep.infeasible.numpy()[feasible].any(), tag
@@ -137,10 +139,19 @@ def test_ijo1366_perturbed_media_match_cobrapy(ijo1366):
 
 def test_salmonella_perturbed_media_match_cobrapy(salmonella):
     """The model of issue #18: before the fix 0 of 30 media converged and the default medium
-    gave growth 0.0 (COBRApy 0.488). Now the default medium converges and most perturbed media
-    do, but not all within a CI-sized budget (see the issue's closing note), so this test
-    requires only that none of them gets a wrong growth rate."""
-    _check("salmonella", salmonella, 2, all_converge=False, max_iterations=120_000)
+    gave growth 0.0 (COBRApy 0.488). Now the default medium converges on its own (112,000
+    iterations) and most perturbed media do, but not all within a CI-sized budget (see the
+    issue's closing note), so the random batch only requires that none of them gets a wrong
+    growth rate. A medium's iterations depend on its batch (presolve and scaling are shared):
+    beside a medium with extra lipopolysaccharide uptakes the default medium did not converge
+    in 120,000 iterations (seeds 5 and 2062328353; 1 of seeds 0-11), nor in 243,700."""
+    medium = dict(salmonella.model.medium)
+    rep = sv.solve_pdhg(_problem(salmonella, [medium], [[]]), max_iterations=120_000)
+    ref = _cobrapy(salmonella, [medium], [[]])
+    assert bool(rep.converged[0]), rep.iterations
+    assert abs(float(rep.growth[0]) - ref[0]) <= REL * ref[0]
+    _check("salmonella", salmonella, 2, all_converge=False, default_converges=False,
+           max_iterations=120_000)
 
 
 @pytest.mark.xfail(strict=True, reason="known limit of solve_pdhg: knock-outs that leave growth "

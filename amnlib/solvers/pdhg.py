@@ -157,7 +157,11 @@ def solve_pdhg(
     correct float32 solutions biotin's row (biomass coefficient 2e-6) is fully unsupplied.
     Splitting the biomass column by the decade of its coefficients (so that scaling balances
     the trace precursors' rows) did not change them
-    (``tests/test_solvers_genome.py::test_blocked_precursor_known_limit``). For knock-out
+    (``tests/test_solvers_genome.py::test_blocked_precursor_known_limit``). A medium's
+    iterations also depend on the rest of its batch (presolve and scaling are shared):
+    salmonella's own medium converges alone in 112,000 iterations, but beside a medium with
+    extra lipopolysaccharide uptakes not within 243,700 (that test module's salmonella test).
+    For knock-out
     screens, and wherever exact optima matter more than the GPU, use
     :func:`~amnlib.solvers.basis.solve_basis` / :func:`~amnlib.solvers.basis.fba_exact`: exact
     (HiGHS) for every medium, both cases above give growth 0.
